@@ -1,0 +1,1 @@
+"""The ``moss-speech`` command line: LightningCLI for training, jsonargparse for everything else."""
