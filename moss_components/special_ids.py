@@ -64,6 +64,42 @@ class SpeechSpecialIds:
         )
 
     @classmethod
+    def from_tokenizer(
+        cls,
+        tokenizer,
+        num_speech_codes: int,
+        start_of_speech_token: str = "<|speech_start|>",
+        modality_pad_token: str = "<|speech_pad|>",
+    ) -> SpeechSpecialIds:
+        """Ids for an HF tokenizer that already has the two speech tokens (as MOSS-Speech reuses Qwen3's reserved
+        tokens). Speech ids: ``[0, C)`` codes, ``C`` end-of-speech, ``C + 1`` pad; the speech vocabulary is ``C + 2``.
+        Generation stops on the tokenizer's eos token and ``<|im_end|>`` where it has one.
+        """
+        vocab = tokenizer.get_vocab()
+        missing = [t for t in (start_of_speech_token, modality_pad_token) if t not in vocab]
+        if missing:
+            raise ValueError(
+                f"tokenizer has no token {missing}; add them as special tokens or name tokens it has "
+                "(start_of_speech_token=..., modality_pad_token=...)"
+            )
+        eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+        if "<|im_end|>" in vocab:
+            eos.append(vocab["<|im_end|>"])
+        return cls(
+            text_start_of_speech=vocab[start_of_speech_token],
+            text_modality_pad=vocab[modality_pad_token],
+            text_eos=tuple(dict.fromkeys(eos)),
+            speech_end_of_speech=num_speech_codes,
+            speech_pad=num_speech_codes + 1,
+            num_speech_codes=num_speech_codes,
+        )
+
+    @property
+    def speech_vocab_size(self) -> int:
+        """Embedding rows the speech table needs: every id up to the largest special one."""
+        return max(self.speech_end_of_speech, self.speech_pad, self.num_speech_codes - 1) + 1
+
+    @classmethod
     def moss_speech_release(cls) -> SpeechSpecialIds:
         """The ids of the released MOSS-Speech checkpoint (Qwen3 tokenizer; 16,384 codes)."""
         return cls(

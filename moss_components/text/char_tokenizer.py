@@ -14,6 +14,9 @@ from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
 SPECIAL_TOKENS = ["<|pad|>", "<|unk|>", "<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+# Text-side ids of the speech grid (SpeechSpecialIds.from_tokenizer looks them up by these strings).
+START_OF_SPEECH_TOKEN = "<|speech_start|>"
+MODALITY_PAD_TOKEN = "<|speech_pad|>"
 ALPHABET = string.ascii_lowercase + string.digits + " .,?!'-:;\n" + string.ascii_uppercase
 
 CHATML_TEMPLATE = (
@@ -25,7 +28,8 @@ CHATML_TEMPLATE = (
 
 
 def build_char_tokenizer(alphabet: str = ALPHABET) -> PreTrainedTokenizerFast:
-    """Build the tokenizer: ids 0-4 are the special tokens, then one id per character of ``alphabet``.
+    """Build the tokenizer: ids 0-4 are the special tokens, then one id per character of ``alphabet``, then the two
+    speech tokens (start-of-speech, modality pad).
 
     Characters outside the alphabet map to ``<|unk|>``.
     """
@@ -34,6 +38,8 @@ def build_char_tokenizer(alphabet: str = ALPHABET) -> PreTrainedTokenizerFast:
     vocab = {tok: i for i, tok in enumerate(SPECIAL_TOKENS)}
     for ch in alphabet:
         vocab[ch] = len(vocab)
+    for tok in (START_OF_SPEECH_TOKEN, MODALITY_PAD_TOKEN):
+        vocab[tok] = len(vocab)
     core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<|unk|>"))
     core.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
     core.decoder = decoders.Fuse()
@@ -43,7 +49,7 @@ def build_char_tokenizer(alphabet: str = ALPHABET) -> PreTrainedTokenizerFast:
         unk_token="<|unk|>",
         eos_token="<|endoftext|>",
         bos_token=None,
-        additional_special_tokens=["<|im_start|>", "<|im_end|>"],
+        additional_special_tokens=["<|im_start|>", "<|im_end|>", START_OF_SPEECH_TOKEN, MODALITY_PAD_TOKEN],
     )
     tok.chat_template = CHATML_TEMPLATE
     return tok
