@@ -23,10 +23,17 @@ class ConfigTrunk(TextTrunkSource):
         seed: seed of the random init (the same seed gives the same weights).
         attn_implementation: ``eager``, ``sdpa`` or a registered name.
         dtype: parameter dtype (``float32`` default).
+        tokenizer: ``"char"`` for the built-in character tokenizer (its size fills ``vocab_size`` when the config
+            has none), a local tokenizer directory, or None.
     """
 
     def __init__(
-        self, config: dict[str, Any], seed: int = 0, attn_implementation: str = "sdpa", dtype: str | None = None
+        self,
+        config: dict[str, Any],
+        seed: int = 0,
+        attn_implementation: str = "sdpa",
+        dtype: str | None = None,
+        tokenizer: str | None = None,
     ) -> None:
         config = dict(config)
         model_type = config.pop("model_type", None)
@@ -39,6 +46,18 @@ class ConfigTrunk(TextTrunkSource):
         self.seed = seed
         self.attn_implementation = attn_implementation
         self.dtype = resolve_dtype(dtype)
+        self.tokenizer = tokenizer
+        if tokenizer is not None and "vocab_size" not in self.config:
+            self.config["vocab_size"] = len(self.load_tokenizer())
+
+    def load_tokenizer(self):
+        if self.tokenizer is None:
+            return None
+        if self.tokenizer == "char":
+            from moss_components.text.char_tokenizer import build_char_tokenizer
+
+            return build_char_tokenizer()
+        return AutoTokenizer.from_pretrained(self.tokenizer, local_files_only=True)
 
     def load(self) -> PreTrainedModel:
         config = CONFIG_MAPPING[self.model_type](**self.config)

@@ -92,3 +92,15 @@ def test_gguf_smollm2_splits_with_text_logits_of_the_base():
     # a real LLM: the answer ranks well above chance
     paris = tokenizer(" Paris").input_ids[0]
     assert (expected[0, -1] > expected[0, -1, paris]).sum() < 10
+
+
+def test_config_trunk_with_the_char_tokenizer_sizes_the_vocabulary_from_it():
+    from moss_components.trunks import ConfigTrunk
+
+    config = {"model_type": "qwen3", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+              "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 16}  # fmt: skip
+    trunk = ConfigTrunk(config, tokenizer="char")
+    tokenizer = trunk.load_tokenizer()
+    assert trunk.load().config.vocab_size == len(tokenizer)
+    assert tokenizer.convert_tokens_to_ids("<|speech_start|>") < len(tokenizer)
+    assert ConfigTrunk(config).load_tokenizer() is None
