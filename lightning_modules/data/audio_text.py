@@ -1,0 +1,193 @@
+"""Waveform + transcript batches for tokenizer and decoder/vocoder training.
+
+Batch (a dict)::
+
+    wav          (B, T) float32   mono in [-1, 1] at ``sample_rate`` Hz, zero-padded to the longest item
+    wav_lengths  (B,)   long      valid samples per row (the padding mask is ``arange(T) < wav_lengths[:, None]``)
+    text         list[str]        transcripts (of the whole utterance, also when the audio was cropped)
+    id           list[str]        utterance ids
+
+Unusable items (unreadable, NaN, silent, too short/long, empty text) are skipped, counted per reason in shared
+memory, and reported at every epoch end (:mod:`lightning_modules.data.skip_report`): nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from lightning.pytorch import LightningDataModule
+from torch.utils.data import DataLoader, Dataset
+
+from lightning_modules.data.skip_report import attach_skip_report
+from moss_components.data.audio_io import SkipCounter, UnusableAudio, load_audio
+from moss_components.data.manifest import corpus_root, find_manifest, read_manifest, resolve_audio
+
+
+class AudioTextDataset(Dataset):
+    """Items of one read-speech manifest: ``{"wav": (T,) float32, "text": str, "id": str}`` or ``None`` if skipped.
+
+    Args:
+        manifest: path of a JSONL manifest (see ``moss_components.data.manifest``).
+        sample_rate: Hz to load at (resampled with one warning when a file differs).
+        crop_seconds: crop longer clips to this many seconds (random offset when ``random_crop``, else the start);
+            ``None`` keeps whole utterances (what CTC training needs).
+        min_seconds / max_seconds: shorter / longer clips are skipped and counted.
+        random_crop: random crop offsets (training) or the first ``crop_seconds`` (validation).
+    """
+
+    def __init__(
+        self,
+        manifest: str | os.PathLike,
+        sample_rate: int = 16000,
+        crop_seconds: float | None = None,
+        min_seconds: float = 0.05,
+        max_seconds: float | None = 30.0,
+        random_crop: bool = True,
+    ) -> None:
+        self.manifest = Path(manifest)
+        self.records = read_manifest(self.manifest, required=("id", "audio", "text"))
+        self.root = corpus_root(self.manifest)
+        self.sample_rate = sample_rate
+        self.crop = None if crop_seconds is None else int(round(crop_seconds * sample_rate))
+        self.min_samples = max(1, int(min_seconds * sample_rate))
+        self.max_samples = None if max_seconds is None else int(max_seconds * sample_rate)
+        self.random_crop = random_crop
+        self.skips = SkipCounter(len(self.records))
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, i: int) -> dict | None:
+        rec = self.records[i]
+        text = str(rec["text"]).strip()
+        if not text:
+            self.skips.mark(i, "empty text")
+            return None
+        try:
+            wav = load_audio(
+                resolve_audio(self.root, rec["audio"]),
+                self.sample_rate,
+                min_samples=self.min_samples,
+                max_samples=self.max_samples,
+            )
+        except UnusableAudio as err:
+            self.skips.mark(i, err.reason)
+            return None
+        if self.crop is not None and wav.numel() > self.crop:
+            extra = wav.numel() - self.crop
+            # torch's RNG: reseeded per worker and epoch by the DataLoader, reproducible under seed_everything.
+            start = int(torch.randint(0, extra + 1, ())) if self.random_crop else 0
+            wav = wav[start : start + self.crop]
+        return {"wav": wav, "text": text, "id": str(rec["id"])}
+
+
+def collate_audio_text(items: list[dict | None]) -> dict:
+    """Pad a list of items (``None`` = skipped, dropped here) into the batch dict of the module docstring."""
+    items = [it for it in items if it is not None]
+    lengths = torch.tensor([it["wav"].numel() for it in items], dtype=torch.long)
+    wav = torch.zeros(len(items), int(lengths.max()) if len(items) else 0, dtype=torch.float32)
+    for row, it in enumerate(items):
+        wav[row, : it["wav"].numel()] = it["wav"]
+    return {"wav": wav, "wav_lengths": lengths, "text": [it["text"] for it in items], "id": [it["id"] for it in items]}
+
+
+class AudioTextDataModule(LightningDataModule):
+    """Read-speech batches from a corpus directory or explicit manifests.
+
+    Args:
+        manifest_dir: corpus directory; uses ``read/{train,validation,test}.jsonl`` (or ``{split}.jsonl``).
+        train_manifest / val_manifest / test_manifest: explicit manifest paths (override ``manifest_dir``).
+        sample_rate: Hz of the batches.
+        batch_size: items per batch (before skipped items are dropped).
+        crop_seconds: random crops of this length in training (``None``: whole utterances).
+        val_crop_seconds: crop for validation/test (start of the clip); ``None`` keeps them whole.
+        min_seconds / max_seconds: clips outside are skipped and counted.
+        num_workers: DataLoader worker processes.
+        shuffle: shuffle the training set (crops and order follow torch's seed: use ``seed_everything``).
+    """
+
+    def __init__(
+        self,
+        manifest_dir: str | None = None,
+        train_manifest: str | None = None,
+        val_manifest: str | None = None,
+        test_manifest: str | None = None,
+        sample_rate: int = 16000,
+        batch_size: int = 16,
+        crop_seconds: float | None = None,
+        val_crop_seconds: float | None = None,
+        min_seconds: float = 0.05,
+        max_seconds: float | None = 30.0,
+        num_workers: int = 0,
+        shuffle: bool = True,
+    ) -> None:
+        super().__init__()
+        if manifest_dir is None and train_manifest is None:
+            raise ValueError("AudioTextDataModule needs manifest_dir or train_manifest; got neither")
+        self.save_hyperparameters()
+        self.paths = {
+            "train": train_manifest or (find_manifest(manifest_dir, "train") if manifest_dir else None),
+            "validation": val_manifest or self._maybe(manifest_dir, "validation"),
+            "test": test_manifest or self._maybe(manifest_dir, "test"),
+        }
+        self.datasets: dict[str, AudioTextDataset] = {}
+        self.skip_counters: dict = {}
+
+    @staticmethod
+    def _maybe(manifest_dir: str | None, split: str) -> Path | None:
+        if manifest_dir is None:
+            return None
+        try:
+            return find_manifest(manifest_dir, split)
+        except FileNotFoundError:
+            return None
+
+    def _dataset(self, split: str) -> AudioTextDataset:
+        if split not in self.datasets:
+            path = self.paths[split]
+            if path is None:
+                raise FileNotFoundError(f"no {split} manifest: pass {split} manifest path or a manifest_dir with it")
+            h = self.hparams
+            train = split == "train"
+            self.datasets[split] = AudioTextDataset(
+                path,
+                sample_rate=h.sample_rate,
+                crop_seconds=h.crop_seconds if train else h.val_crop_seconds,
+                min_seconds=h.min_seconds,
+                max_seconds=h.max_seconds,
+                random_crop=train,
+            )
+            self.skip_counters[split] = self.datasets[split].skips
+        return self.datasets[split]
+
+    def setup(self, stage: str | None = None) -> None:
+        if stage in (None, "fit"):
+            self._dataset("train")
+        if stage in (None, "fit", "validate") and self.paths["validation"] is not None:
+            self._dataset("validation")
+        if stage in (None, "test") and self.paths["test"] is not None:
+            self._dataset("test")
+        attach_skip_report(self)
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        ds = self._dataset(split)
+        h = self.hparams
+        return DataLoader(
+            ds,
+            batch_size=h.batch_size,
+            shuffle=shuffle,
+            num_workers=h.num_workers,
+            collate_fn=collate_audio_text,
+            persistent_workers=False,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", self.hparams.shuffle)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("validation", False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", False)

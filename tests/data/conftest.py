@@ -1,0 +1,52 @@
+"""A micro corpus (12 facts, one of everything) synthesized once per test session, and its speech-id cache made
+with a stand-in tokenizer."""
+
+import pytest
+import torch
+
+from moss_components.data.speech_cache import encode_manifest
+from moss_components.data.synth_corpus import build_corpus
+
+
+class StandInTokenizer(torch.nn.Module):
+    """Implements the ``SpeechTokenizer`` methods the data pipeline uses: 12.5 Hz ids from frame log-energy.
+
+    TODO(lead): swap in the real tiny ``SemanticVQTokenizer`` from moss_components.tokenizers once it is stable.
+    """
+
+    sample_rate, frame_rate, codebook_size, num_codebooks, samples_per_frame = 16000, 12.5, 32, 1, 1280
+
+    def encode(self, wav, sample_rate, wav_lengths=None):
+        assert sample_rate == self.sample_rate
+        clips = list(wav) if isinstance(wav, (list, tuple)) else [w for w in wav]
+        n = [max(1, c.numel() // self.samples_per_frame) for c in clips]
+        ids = torch.zeros(len(clips), max(n), dtype=torch.long)
+        for i, c in enumerate(clips):
+            frames = c[: n[i] * self.samples_per_frame].reshape(n[i], -1)
+            energy = frames.pow(2).mean(-1).clamp_min(1e-10).log10()  # about -10 .. 0
+            ids[i, : n[i]] = ((energy + 10) * 3.2).long().clamp(0, self.codebook_size - 1)
+        return ids, torch.tensor(n)
+
+
+@pytest.fixture(scope="session")
+def micro_corpus(tmp_path_factory):
+    out = tmp_path_factory.mktemp("corpus") / "micro"
+    build_corpus(out, preset="micro", seed=0, workers=2, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def micro_cache(micro_corpus, tmp_path_factory):
+    out = tmp_path_factory.mktemp("cache")
+    tok = StandInTokenizer()
+    for sub in ("read", "qa"):
+        for split in ("train", "validation", "test"):
+            encode_manifest(
+                tok, micro_corpus / sub / f"{split}.jsonl", out, batch_size=8, progress=False, log=lambda s: None
+            )
+    return out
+
+
+@pytest.fixture(scope="session")
+def standin_tokenizer_cls():
+    return StandInTokenizer
