@@ -16,15 +16,19 @@ LIGHTNING_SUBCOMMANDS = {
     "predict": "Predict with a stage (LightningCLI).",
 }
 
-# name -> ("module:function", one-line help). A function is run with jsonargparse.CLI; a dict of such entries is a
-# group of sub-subcommands (``moss-speech bench attention``).
-SUBCOMMANDS: dict[str, tuple[str, str] | dict[str, tuple[str, str]]] = {
+# name -> ("module:function", one-line help[, "positional"]). A function is run with jsonargparse.CLI, its required
+# arguments as --flags unless "positional" is given; a dict of such entries is a group of sub-subcommands
+# (``moss-speech bench attention``).
+SUBCOMMANDS: dict[str, tuple | dict[str, tuple]] = {
     "synth-data": ("moss_components.cli.synth_data:synth_data", "Synthesize the built-in spoken corpus with eSpeak NG."),
     "data": {
         "import": ("moss_components.cli.data:import_corpus", "Convert a LibriSpeech tree or a wav+txt folder."),
-        "check": ("moss_components.cli.data:check", "Validate a manifest; exit non-zero on errors."),
+        "check": ("moss_components.cli.data:check", "Validate a manifest; exit non-zero on errors.", "positional"),
     },
     "tokenize": ("moss_components.cli.tokenize:tokenize", "Encode a manifest to cached speech ids."),
+    "pipeline": ("moss_components.cli.pipeline:pipeline", "Run the whole recipe end to end (the main job)."),
+    "chat": ("moss_components.cli.chat:chat", "Answer a spoken question (WAV in, WAV out)."),
+    "evaluate": ("moss_components.cli.evaluate:evaluate", "Recompute a run's report figures."),
     "evaluate-codec": ("moss_components.cli.evaluate_codec:evaluate_codec", "Measure tokenizer/decoder/vocoder quality."),
     "bench": {
         "split-overhead": ("moss_components.cli.bench_split_overhead:bench_split_overhead", "Split model vs plain LM."),
@@ -74,7 +78,7 @@ def _dispatch(table: dict, argv: list[str], prog: str) -> None:
         return
     from jsonargparse import CLI
 
-    CLI(_load(entry[0]), args=rest, prog=f"{prog} {name}", as_positional=False)
+    CLI(_load(entry[0]), args=rest, prog=f"{prog} {name}", as_positional=entry[2:] == ("positional",))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,139 @@
+"""The figures of a pipeline run (``report.json``): spoken QA in four modality combinations, text ability before
+and after speech training, and the ASR judge's own error rate.
+
+Everything is loaded from the run directory (see :class:`RunLayout`); nothing is trained here.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from moss_components.asr import cer, load_recognizer
+from moss_components.checkpoints import load_moss_speech
+from moss_components.data.audio_io import load_audio
+from moss_components.data.manifest import read_manifest
+from moss_components.data.speech_cache import SpeechCache, cache_paths
+from moss_components.decoders import load_decoder
+from moss_components.evaluation.run_layout import RunLayout
+from moss_components.evaluation.speech_output import SpeechOutput
+from moss_components.evaluation.spoken_qa import QAItem, answer_questions, summarize
+from moss_components.evaluation.text_metrics import text_logits_equal, text_perplexity
+from moss_components.vocoders import load_vocoder
+
+# report key -> (SFT mode, which items)
+QA_FIGURES = {
+    "s2s_text_free_accuracy": ("s2s", "seen"),
+    "s2s_text_guided_accuracy": ("s2s_guided", "seen"),
+    "s2t_accuracy": ("s2t", "seen"),
+    "t2t_accuracy": ("t2t", "seen"),
+    "unseen_voice_s2s_accuracy": ("s2s", "unseen_voice"),
+    "heldout_fact_s2s_accuracy": ("s2s", "heldout"),
+}
+
+
+def load_qa_items(layout: RunLayout, split: str) -> list[QAItem]:
+    """The spoken QA lines of ``split`` with their cached speech ids (lines without cached ids are counted out)."""
+    manifest = layout.corpus / "qa" / f"{split}.jsonl"
+    cache = SpeechCache(cache_paths(manifest, layout.speech_ids)[0])
+    items, missing = [], 0
+    for r in read_manifest(manifest, required=("id", "question_text", "answer")):
+        q, a = f"{r['id']}:question", f"{r['id']}:answer"
+        if q not in cache:
+            missing += 1
+            continue
+        tags = {"heldout": bool(r.get("heldout")), "unseen_voice": bool(r.get("unseen_voice"))}
+        tags["category"] = r.get("category", "")
+        items.append(QAItem(r["id"], r["question_text"], r["answer"], cache[q], cache[a] if a in cache else None, tags))
+    if missing:
+        print(f"{missing} QA lines of {manifest} have no cached speech ids and are left out")
+    return items
+
+
+def chance_level(items: list[QAItem], all_items: list[QAItem]) -> float:
+    """Accuracy of guessing an answer of the right category uniformly: mean of 1 / (distinct answers)."""
+    answers = defaultdict(set)
+    for it in all_items:
+        answers[it.tags["category"]].add(it.answer)
+    return sum(1 / len(answers[it.tags["category"]]) for it in items) / max(len(items), 1)
+
+
+def _subset(items: list[QAItem], which: str, limit: int | None, seed: int) -> list[QAItem]:
+    if which == "seen":
+        chosen = [it for it in items if not it.tags["heldout"]]
+    else:
+        chosen = [it for it in items if it.tags[which]]
+    if limit is not None and len(chosen) > limit:
+        chosen = random.Random(seed).sample(chosen, limit)
+    return chosen
+
+
+@torch.no_grad()
+def evaluate_run(
+    root: str | Path, split: str = "test", max_items: int | None = 200, batch_size: int = 16, seed: int = 0
+) -> tuple[dict, dict]:
+    """Compute the report's figures for the run at ``root``.
+
+    Returns ``(figures, details)``: the ``report.json`` numbers, and per-mode answers for examples and plots.
+    """
+    layout = RunLayout(root)
+    model = load_moss_speech(layout.speech_lm).eval()
+    tokenizer = AutoTokenizer.from_pretrained(layout.speech_lm, local_files_only=True)
+    judge = load_recognizer(layout.export("judge")).eval()
+    speech = SpeechOutput(load_decoder(layout.decoder).eval(), load_vocoder(layout.vocoder).eval(), judge)
+    items = load_qa_items(layout, split)
+
+    figures: dict = {"split": split, "speech_lm": str(layout.speech_lm.relative_to(layout.root))}
+    details: dict = {}
+    answered: dict[tuple[str, str], list] = {}
+    for key, (mode, which) in QA_FIGURES.items():
+        subset = _subset(items, which, max_items, seed)
+        if not subset:
+            figures[key] = None
+            continue
+        answers = answer_questions(model, tokenizer, subset, mode, speech, batch_size=batch_size)
+        summary = summarize(answers)
+        figures[key] = summary["accuracy"]
+        figures[f"{key}_n"] = summary["n"]
+        if "ids_exact_match" in summary:
+            figures[key.replace("accuracy", "ids_exact_match")] = summary["ids_exact_match"]
+        answered[(mode, which)] = answers
+        details[key] = answers
+    heldout = _subset(items, "heldout", max_items, seed)
+    figures["heldout_fact_chance"] = chance_level(heldout, items) if heldout else None
+
+    # the judge on the reference answers: the fixed assistant voice, as the s2s answers should sound
+    by_id = {r["id"]: r for r in read_manifest(layout.corpus / "qa" / f"{split}.jsonl")}
+    wavs, texts = [], []
+    for it in _subset(items, "seen", 64, seed):
+        wavs.append(load_audio(layout.corpus / by_id[it.id]["answer_audio"], judge.sample_rate))
+        texts.append(by_id[it.id]["answer_text"])
+    figures["judge_cer_assistant_voice"] = cer(speech.transcribe(wavs), texts) if wavs else None
+
+    figures.update(text_figures(layout))
+    return figures, details
+
+
+def _validation_text(layout: RunLayout, limit: int = 256) -> list[str]:
+    lines = (layout.corpus / "text" / "validation.txt").read_text().splitlines()
+    return [line for line in lines if line.strip()][:limit]
+
+
+@torch.no_grad()
+def text_figures(layout: RunLayout) -> dict:
+    """Text perplexity of the text LLM, after PT-1 and after SFT, and whether PT-1 left the text path unchanged."""
+    lines = _validation_text(layout)
+    tokenizer = AutoTokenizer.from_pretrained(layout.text_llm, local_files_only=True)
+    base = AutoModelForCausalLM.from_pretrained(layout.text_llm, local_files_only=True).eval()
+    out: dict = {"text_ppl_base": text_perplexity(base, tokenizer, lines)}
+    for stage in ("pt1", "pt2", "sft"):
+        if (layout.export(stage) / "config.json").is_file():
+            model = load_moss_speech(layout.export(stage)).eval()
+            out[f"text_ppl_after_{stage}"] = text_perplexity(model, tokenizer, lines)
+            if stage == "pt1":
+                out["text_path_unchanged"] = text_logits_equal(model, base, tokenizer, lines)
+    return out
