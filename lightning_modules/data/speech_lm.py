@@ -40,6 +40,7 @@ from moss_components.data.pretrain_tasks import (
 from moss_components.data.sft import SFT_MODES, build_sft_example
 from moss_components.data.speech_cache import SpeechCache, cache_paths
 from moss_components.special_ids import SpeechSpecialIds
+from moss_components.text.char_tokenizer import MODALITY_PAD_TOKEN, START_OF_SPEECH_TOKEN
 
 log = logging.getLogger(__name__)
 TASKS = ("speech", "interleaved", "asr", "tts", "sft", "text")
@@ -189,7 +190,8 @@ class SpeechLMDataModule(LightningDataModule):
         corpus_dir: corpus root (``read/``, ``qa/``, ``text/``; see ``synth_corpus.py``).
         speech_cache_dir: output of ``moss-speech tokenize --manifest corpus_dir --out ...``.
         text_tokenizer: an HF tokenizer, a local tokenizer directory, or ``None``/``"char"`` (built-in).
-        special_ids: ids of the grid; default ``SpeechSpecialIds.for_vocab(len(tokenizer), cache codebook size)``.
+        special_ids: ids of the grid; default ``SpeechSpecialIds.from_tokenizer`` when the tokenizer has the speech
+            tokens (``<|speech_start|>``, ``<|speech_pad|>``), else ``for_vocab(len(tokenizer), codebook size)``.
         tasks: task -> weight, tasks from ``speech, interleaved, asr, tts, sft, text``.
         sft_modes: SFT mode -> weight (``t2t, s2t, t2s, s2s, t2s_guided, s2s_guided``); default the four
             text-free combinations equally.
@@ -252,8 +254,13 @@ class SpeechLMDataModule(LightningDataModule):
             if not index_path.is_file():
                 raise FileNotFoundError(f"no speech-id cache index {index_path}; run `moss-speech tokenize` first")
             codebook = int(json.loads(index_path.read_text())["codebook_size"])
-            eos = tuple(t for t in (self.tokenizer.eos_token_id,) if t is not None)
-            self._special_ids = SpeechSpecialIds.for_vocab(len(self.tokenizer), codebook, text_eos=eos)
+            vocab = self.tokenizer.get_vocab()
+            if START_OF_SPEECH_TOKEN in vocab and MODALITY_PAD_TOKEN in vocab:
+                # the ids SpeechLMModule derives from the same tokenizer
+                self._special_ids = SpeechSpecialIds.from_tokenizer(self.tokenizer, codebook)
+            else:
+                eos = tuple(t for t in (self.tokenizer.eos_token_id,) if t is not None)
+                self._special_ids = SpeechSpecialIds.for_vocab(len(self.tokenizer), codebook, text_eos=eos)
         return self._special_ids
 
     @property

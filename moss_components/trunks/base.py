@@ -22,6 +22,16 @@ def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
     return value
 
 
+def resolve_attention(attn_implementation: str) -> str:
+    """The transformers ``attn_implementation`` for a run's choice: ``eager``, ``sdpa``, ``moss_triton`` (our Triton
+    kernels, registered here; SDPA with a log line where they cannot run) or ``auto`` (moss_triton on a GPU)."""
+    if attn_implementation in ("auto", "moss_triton"):
+        from kernels import resolve_attn_implementation
+
+        return resolve_attn_implementation(attn_implementation)
+    return attn_implementation
+
+
 class TextTrunkSource(ABC):
     """Builds a transformers ``*ForCausalLM`` (Llama / Qwen2 / Qwen3 / Mistral family) to split into a speech LM.
 

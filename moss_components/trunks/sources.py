@@ -9,7 +9,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
-from moss_components.trunks.base import TextTrunkSource, resolve_dtype
+from moss_components.trunks.base import TextTrunkSource, resolve_attention, resolve_dtype
 
 __all__ = ["ConfigTrunk", "PretrainedTrunk"]
 
@@ -21,7 +21,7 @@ class ConfigTrunk(TextTrunkSource):
         config: HF config fields including ``model_type`` (e.g. ``{"model_type": "qwen3", "hidden_size": 64,
             "num_hidden_layers": 4, ...}``).
         seed: seed of the random init (the same seed gives the same weights).
-        attn_implementation: ``eager``, ``sdpa`` or a registered name.
+        attn_implementation: ``eager``, ``sdpa``, ``moss_triton``, ``auto`` or a registered name.
         dtype: parameter dtype (``float32`` default).
         tokenizer: ``"char"`` for the built-in character tokenizer (its size fills ``vocab_size`` when the config
             has none), a local tokenizer directory, or None.
@@ -63,7 +63,7 @@ class ConfigTrunk(TextTrunkSource):
         config = CONFIG_MAPPING[self.model_type](**self.config)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
-            model = AutoModelForCausalLM.from_config(config, attn_implementation=self.attn_implementation)
+            model = AutoModelForCausalLM.from_config(config, attn_implementation=resolve_attention(self.attn_implementation))
         if self.dtype is not None:
             model = model.to(self.dtype)
         return model.eval()
@@ -75,7 +75,7 @@ class PretrainedTrunk(TextTrunkSource):
     Args:
         path: directory with ``config.json`` and the weights.
         dtype: parameter dtype; None keeps the checkpoint's.
-        attn_implementation: ``eager``, ``sdpa`` or a registered name.
+        attn_implementation: ``eager``, ``sdpa``, ``moss_triton``, ``auto`` or a registered name.
     """
 
     def __init__(self, path: str | Path, dtype: str | None = None, attn_implementation: str = "sdpa") -> None:
@@ -89,7 +89,7 @@ class PretrainedTrunk(TextTrunkSource):
 
     def load(self) -> PreTrainedModel:
         self._check()
-        kwargs = {"local_files_only": True, "attn_implementation": self.attn_implementation}
+        kwargs = {"local_files_only": True, "attn_implementation": resolve_attention(self.attn_implementation)}
         if self.dtype is not None:
             kwargs["dtype"] = self.dtype
         return AutoModelForCausalLM.from_pretrained(self.path, **kwargs).eval()

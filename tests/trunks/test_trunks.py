@@ -104,3 +104,17 @@ def test_config_trunk_with_the_char_tokenizer_sizes_the_vocabulary_from_it():
     assert trunk.load().config.vocab_size == len(tokenizer)
     assert tokenizer.convert_tokens_to_ids("<|speech_start|>") < len(tokenizer)
     assert ConfigTrunk(config).load_tokenizer() is None
+
+
+def test_moss_triton_is_a_per_run_switch_and_matches_eager():
+    import torch
+
+    from moss_components.trunks import ConfigTrunk
+
+    config = {"model_type": "qwen3", "vocab_size": 50, "hidden_size": 64, "intermediate_size": 64,
+              "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 32}  # fmt: skip
+    triton = ConfigTrunk(config, attn_implementation="moss_triton").load()
+    eager = ConfigTrunk(config, attn_implementation="eager").load()
+    assert triton.config._attn_implementation == "moss_triton"
+    ids = torch.randint(0, 50, (1, 19))
+    torch.testing.assert_close(triton(ids).logits, eager(ids).logits, rtol=1e-4, atol=1e-4)

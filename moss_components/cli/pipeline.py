@@ -1,0 +1,232 @@
+"""``moss-speech pipeline``: the whole embedded default, end to end, resumable.
+
+synth-data -> speech tokenizer -> speech-id cache -> decoder + vocoder -> codec evaluation -> ASR judge -> text LLM
+-> PT-1 (frozen LLM) -> PT-2 (unfrozen, text replay) -> SFT -> evaluation and report.
+
+Each training stage is a LightningCLI ``fit`` of a config under ``configs/`` with the run's paths and time budget
+merged in; the merged config is kept in the stage's folder, so any stage can be rerun by hand with
+``moss-speech fit -c RUN/<stage>/config.yaml``. A finished stage leaves ``RUN/stages/<stage>.json`` and is skipped
+when the pipeline is run again.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from moss_components.evaluation.run_layout import RunLayout
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+
+TRAINING_STAGES = ("tokenizer", "decoder", "judge", "text_llm", "pt1", "pt2", "sft")
+
+
+@dataclass(frozen=True)
+class PipelinePreset:
+    """Sizes and budgets of a pipeline run.
+
+    Args:
+        corpus: the ``synth-data`` preset.
+        configs: the config preset of each training stage (``configs/<stage>/<name>.yaml``).
+        minutes: per training stage, the budget in CPU minutes on 2 cores (the stage stops early when it is spent).
+        max_steps: per training stage, a cap on optimizer steps overriding the config's (smoke runs).
+        eval_items: questions per figure of the report (None: the whole test split).
+        codec_items: read-speech test utterances for the codec figures.
+    """
+
+    corpus: str
+    configs: str
+    minutes: dict[str, float] = field(default_factory=dict)
+    max_steps: dict[str, int] = field(default_factory=dict)
+    eval_items: int | None = 200
+    codec_items: int = 64
+
+
+PRESETS = {
+    "tiny": PipelinePreset(
+        corpus="tiny",
+        configs="tiny",
+        minutes={"tokenizer": 4.0, "decoder": 4.0, "judge": 2.5, "text_llm": 2.0, "pt1": 2.0, "pt2": 2.0, "sft": 3.0},
+        eval_items=150,
+    ),
+    "small": PipelinePreset(
+        corpus="small",
+        configs="tiny",
+        minutes={"tokenizer": 12, "decoder": 12, "judge": 8, "text_llm": 10, "pt1": 15, "pt2": 15, "sft": 25},
+        eval_items=None,
+    ),
+    # every stage for a few steps on the 12-fact corpus: checks the wiring, not the quality (tests, tutorials)
+    "smoke": PipelinePreset(
+        corpus="micro",
+        configs="tiny",
+        max_steps=dict.fromkeys(TRAINING_STAGES, 2),
+        eval_items=4,
+        codec_items=4,
+    ),
+}
+
+STAGES = ("corpus", "tokenizer", "speech_ids", "decoder", "codec_eval", "judge", "text_llm", "pt1", "pt2", "sft",
+          "evaluate")  # fmt: skip
+CONFIG_DIR = {"tokenizer": "tokenizer", "decoder": "decoder", "judge": "asr", "text_llm": "text", "pt1": "pt1",
+              "pt2": "pt2", "sft": "sft"}  # fmt: skip
+
+
+def _merge(base: dict, override: dict) -> dict:
+    """Deep-merge ``override`` into a copy of ``base`` (dicts merge, everything else is replaced)."""
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+class Pipeline:
+    """One run of the pipeline in ``layout.root``; see the module docstring."""
+
+    def __init__(self, layout: RunLayout, preset: PipelinePreset, seed: int = 0) -> None:
+        self.layout, self.preset, self.seed = layout, preset, seed
+
+    # ------------------------------------------------------------------ bookkeeping
+
+    def done(self, stage: str) -> bool:
+        return self.layout.record(stage).is_file()
+
+    def _mark_done(self, stage: str, seconds: float, extra: dict | None = None) -> None:
+        path = self.layout.record(stage)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"stage": stage, "wall_seconds": round(seconds, 1), **(extra or {})}, indent=2))
+        tmp.replace(path)
+
+    def wall_seconds(self) -> dict[str, float]:
+        out = {}
+        for stage in STAGES:
+            if self.done(stage):
+                out[stage] = json.loads(self.layout.record(stage).read_text())["wall_seconds"]
+        return out
+
+    # ------------------------------------------------------------------ training stages
+
+    def stage_config(self, stage: str) -> Path:
+        """Merge the stage's config with this run's paths and budget; write it to ``RUN/<stage>/config.yaml``."""
+        base_path = CONFIGS / CONFIG_DIR[stage] / f"{self.preset.configs}.yaml"
+        if not base_path.is_file():
+            raise FileNotFoundError(f"no config {base_path} for stage {stage!r} (preset {self.preset.configs!r})")
+        config = _merge(yaml.safe_load(base_path.read_text()), self._overrides(stage))
+        trainer = config.setdefault("trainer", {})
+        stage_dir = self.layout.stage_dir(stage)
+        trainer["default_root_dir"] = str(stage_dir)
+        trainer["enable_progress_bar"] = False
+        trainer["logger"] = {"class_path": "lightning.pytorch.loggers.CSVLogger",
+                             "init_args": {"save_dir": str(stage_dir), "name": "logs"}}  # fmt: skip
+        minutes = self.preset.minutes.get(stage)
+        if minutes is not None:
+            callbacks = [c for c in trainer.get("callbacks") or [] if not c["class_path"].endswith("CPUTimeBudget")]
+            callbacks.append({"class_path": "lightning_modules.tokenizer_module.CPUTimeBudget",
+                              "init_args": {"minutes": minutes, "threads": 2}})  # fmt: skip
+            trainer["callbacks"] = callbacks
+        if stage in self.preset.max_steps:
+            trainer["max_steps"] = self.preset.max_steps[stage]
+            trainer["limit_val_batches"] = 0
+        config["seed_everything"] = self.seed
+        stage_dir.mkdir(parents=True, exist_ok=True)
+        path = stage_dir / "config.yaml"
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+        return path
+
+    def _overrides(self, stage: str) -> dict:
+        lay = self.layout
+        corpus = {"data": {"init_args": {"manifest_dir": str(lay.corpus)}}}
+        lm_data = {"data": {"init_args": {"corpus_dir": str(lay.corpus), "speech_cache_dir": str(lay.speech_ids)}}}
+        if stage == "tokenizer":
+            return _merge(corpus, {"model": {"init_args": {"export_dir": str(lay.export("tokenizer"))}}})
+        if stage == "decoder":
+            paths = {"tokenizer_path": str(lay.export("tokenizer")), "decoder_export_dir": str(lay.decoder),
+                     "vocoder_export_dir": str(lay.vocoder)}  # fmt: skip
+            return _merge(corpus, {"model": {"init_args": paths}})
+        if stage == "judge":
+            return _merge(corpus, {"model": {"init_args": {"export_dir": str(lay.export("judge"))}}})
+        if stage == "text_llm":
+            return _merge(lm_data, {"model": {"init_args": {"export_dir": str(lay.text_llm)}}})
+        trunk = {"class_path": "moss_components.trunks.PretrainedTrunk", "init_args": {"path": str(lay.text_llm)}}
+        previous = {"pt1": None, "pt2": "pt1", "sft": "pt2"}[stage]
+        init = {"trunk": trunk, "export_dir": str(lay.export(stage))}
+        if previous:
+            init["init_from"] = str(lay.export(previous))
+        return _merge(lm_data, {"model": {"init_args": init}, "data": {"init_args": {"text_tokenizer": str(lay.text_llm)}}})
+
+    def fit(self, stage: str) -> None:
+        from moss_components.cli.lightning_cli import run_lightning_cli
+
+        run_lightning_cli(["fit", "-c", str(self.stage_config(stage))])
+
+    # ------------------------------------------------------------------ the other stages
+
+    def corpus(self) -> dict:
+        from moss_components.data.synth_corpus import build_corpus
+
+        return build_corpus(self.layout.corpus, preset=self.preset.corpus, seed=self.seed, progress=False)["counts"]
+
+    def speech_ids(self) -> None:
+        from moss_components.cli.tokenize import tokenize
+
+        tokenize(str(self.layout.export("tokenizer")), str(self.layout.corpus), str(self.layout.speech_ids),
+                 progress=False)  # fmt: skip
+
+    def codec_eval(self) -> dict:
+        from moss_components.cli.evaluate_codec import evaluate_codec
+
+        lay = self.layout
+        return evaluate_codec(tokenizer=str(lay.export("tokenizer")), decoder=str(lay.decoder),
+                              vocoder=str(lay.vocoder), manifest=str(lay.corpus / "read" / "test.jsonl"),
+                              out=str(lay.stage_dir("codec_eval")), max_utterances=self.preset.codec_items)  # fmt: skip
+
+    def evaluate(self) -> dict:
+        from moss_components.cli.report import write_report
+
+        return write_report(self.layout, self.wall_seconds(), self.preset.corpus, max_items=self.preset.eval_items)
+
+    # ------------------------------------------------------------------ driver
+
+    def run(self, stages: tuple[str, ...] = STAGES, progress: bool = True) -> None:
+        from tqdm import tqdm
+
+        todo = [s for s in stages if not self.done(s)]
+        bar = tqdm(total=len(stages), initial=len(stages) - len(todo), desc="pipeline", unit="stage",
+                   disable=not progress)  # fmt: skip
+        for stage in todo:
+            bar.set_postfix_str(stage)
+            t0 = time.time()
+            extra = self.fit(stage) if stage in TRAINING_STAGES else getattr(self, stage)()
+            self._mark_done(stage, time.time() - t0, {"result": extra} if isinstance(extra, dict) else None)
+            bar.update(1)
+        bar.close()
+
+
+def pipeline(preset: str = "tiny", out: str = "runs/demo", seed: int = 0, stages: list[str] | None = None) -> None:
+    """Run the embedded default end to end: corpus, codec, text LLM, PT-1, PT-2, SFT, evaluation.
+
+    Resumable: a rerun skips the stages already finished (delete ``OUT/stages/<stage>.json`` to redo one).
+
+    Args:
+        preset: ``tiny`` (about 25 minutes on 2 CPU cores), ``small`` (about 2 hours) or ``smoke`` (every stage
+            for a few steps on a 12-fact corpus: a wiring check in about a minute, no quality).
+        out: the run directory.
+        seed: seed of the corpus and of every stage.
+        stages: run only these stages (default: all, in order).
+    """
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; expected one of {sorted(PRESETS)}")
+    unknown = set(stages or ()) - set(STAGES)
+    if unknown:
+        raise ValueError(f"unknown stages {sorted(unknown)}; expected some of {STAGES}")
+    run = Pipeline(RunLayout(out), PRESETS[preset], seed)
+    run.run(tuple(s for s in STAGES if not stages or s in stages))
+    report = RunLayout(out).root / "report.md"
+    if report.is_file():
+        print(report.read_text())
