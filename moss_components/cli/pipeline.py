@@ -38,6 +38,7 @@ class PipelinePreset:
         max_steps: per training stage, a cap on optimizer steps overriding the config's (smoke runs).
         eval_items: questions per figure of the report (None: the whole test split).
         codec_items: read-speech test utterances for the codec figures.
+        max_new_tokens: the longest answer evaluation generates.
     """
 
     corpus: str
@@ -46,6 +47,7 @@ class PipelinePreset:
     max_steps: dict[str, int] = field(default_factory=dict)
     eval_items: int | None = 200
     codec_items: int = 64
+    max_new_tokens: int = 120
 
 
 PRESETS = {
@@ -66,8 +68,9 @@ PRESETS = {
         corpus="micro",
         configs="tiny",
         max_steps=dict.fromkeys(TRAINING_STAGES, 2),
-        eval_items=4,
-        codec_items=4,
+        eval_items=2,
+        codec_items=2,
+        max_new_tokens=8,
     ),
 }
 
@@ -189,7 +192,8 @@ class Pipeline:
     def evaluate(self) -> dict:
         from moss_components.cli.report import write_report
 
-        return write_report(self.layout, self.wall_seconds(), self.preset.corpus, max_items=self.preset.eval_items)
+        return write_report(self.layout, self.wall_seconds(), self.preset.corpus, max_items=self.preset.eval_items,
+                            max_new_tokens=self.preset.max_new_tokens)
 
     # ------------------------------------------------------------------ driver
 

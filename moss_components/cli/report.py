@@ -107,12 +107,16 @@ def _fmt(value) -> str:
 
 
 def write_report(
-    layout: RunLayout, wall_seconds: dict[str, float], preset: str = "tiny", max_items: int | None = 200
+    layout: RunLayout,
+    wall_seconds: dict[str, float],
+    preset: str = "tiny",
+    max_items: int | None = 200,
+    max_new_tokens: int = 120,
 ) -> dict:
     """Evaluate the run and write ``report.json``, ``report.md``, plots and examples; return the figures."""
     from moss_components.evaluation.speech_output import SpeechOutput
 
-    figures, details = evaluate_run(layout.root, max_items=max_items)
+    figures, details = evaluate_run(layout.root, max_items=max_items, max_new_tokens=max_new_tokens)
     codec = layout.record("codec_eval")
     if codec.is_file():
         result = json.loads(codec.read_text()).get("result", {})

@@ -23,6 +23,7 @@ from moss_components.evaluation.run_layout import RunLayout
 from moss_components.evaluation.speech_output import SpeechOutput
 from moss_components.evaluation.spoken_qa import QAItem, answer_questions, summarize
 from moss_components.evaluation.text_metrics import text_logits_equal, text_perplexity
+from moss_components.generation import SamplingConfig
 from moss_components.vocoders import load_vocoder
 
 # report key -> (SFT mode, which items)
@@ -74,7 +75,12 @@ def _subset(items: list[QAItem], which: str, limit: int | None, seed: int) -> li
 
 @torch.no_grad()
 def evaluate_run(
-    root: str | Path, split: str = "test", max_items: int | None = 200, batch_size: int = 16, seed: int = 0
+    root: str | Path,
+    split: str = "test",
+    max_items: int | None = 200,
+    batch_size: int = 16,
+    seed: int = 0,
+    max_new_tokens: int = 120,
 ) -> tuple[dict, dict]:
     """Compute the report's figures for the run at ``root``.
 
@@ -95,7 +101,8 @@ def evaluate_run(
         if not subset:
             figures[key] = None
             continue
-        answers = answer_questions(model, tokenizer, subset, mode, speech, batch_size=batch_size)
+        sampling = SamplingConfig(greedy=True, repetition_penalty=1.0, max_new_tokens=max_new_tokens)
+        answers = answer_questions(model, tokenizer, subset, mode, speech, sampling, batch_size=batch_size)
         summary = summarize(answers)
         figures[key] = summary["accuracy"]
         figures[f"{key}_n"] = summary["n"]

@@ -68,12 +68,13 @@ def answer_questions(
 ) -> list[QAAnswer]:
     """Ask every item in ``mode`` (``t2t``, ``s2t``, ``t2s``, ``s2s``, ``t2s_guided``, ``s2s_guided``) and score it.
 
-    Spoken answers need ``speech`` (decoder, vocoder and judge). Greedy decoding unless ``sampling`` says otherwise.
+    Spoken answers need ``speech`` (decoder, vocoder and judge). Greedy decoding without repetition penalty unless
+    ``sampling`` says otherwise.
     """
     _, out_modality, _ = mode_io(mode)
     if out_modality == "speech" and (speech is None or speech.judge is None):
         raise ValueError(f"mode {mode!r} answers in speech: pass speech=SpeechOutput(decoder, vocoder, judge)")
-    sampling = sampling or SamplingConfig(greedy=True, max_new_tokens=120)
+    sampling = sampling or SamplingConfig(greedy=True, repetition_penalty=1.0, max_new_tokens=120)
     special = model.special_ids
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     answers: list[QAAnswer] = []

@@ -1,0 +1,59 @@
+import json
+
+import pytest
+import yaml
+
+from moss_components.cli.pipeline import PRESETS, STAGES, TRAINING_STAGES, Pipeline, _merge, pipeline
+from moss_components.evaluation.run_layout import RunLayout
+
+
+def test_merge_is_deep_and_leaves_the_base_alone():
+    base = {"a": {"b": 1, "c": [1]}, "d": 2}
+    out = _merge(base, {"a": {"c": [2]}, "e": 3})
+    assert out == {"a": {"b": 1, "c": [2]}, "d": 2, "e": 3} and base["a"]["c"] == [1]
+
+
+@pytest.mark.parametrize("stage", TRAINING_STAGES)
+def test_stage_configs_write_into_the_run_and_chain_the_stages(tmp_path, stage):
+    run = Pipeline(RunLayout(tmp_path), PRESETS["tiny"])
+    config = yaml.safe_load(run.stage_config(stage).read_text())
+    dump = json.dumps(config)
+    assert "runs/" not in dump, "a path of the config's own default run leaked into the pipeline's run"
+    assert config["trainer"]["default_root_dir"] == str(tmp_path / stage)
+    budget = [c for c in config["trainer"]["callbacks"] if c["class_path"].endswith("CPUTimeBudget")]
+    assert budget[0]["init_args"]["minutes"] == PRESETS["tiny"].minutes[stage]
+    init = config["model"]["init_args"]
+    previous = {"pt2": "pt1", "sft": "pt2"}.get(stage)
+    if previous:
+        assert init["init_from"] == str(tmp_path / previous / "export")
+    if stage in ("pt1", "pt2", "sft"):
+        assert init["trunk"]["init_args"]["path"] == str(tmp_path / "text_llm" / "export")
+
+
+def test_unknown_preset_and_stage_are_named():
+    with pytest.raises(ValueError, match="unknown preset 'huge'"):
+        pipeline(preset="huge")
+    with pytest.raises(ValueError, match="unknown stages \\['pt3'\\]"):
+        pipeline(stages=["pt3"])
+
+
+def test_smoke_pipeline_runs_every_stage_and_resumes(tmp_path):
+    """The main job's wiring, end to end on the 12-fact corpus, a few steps per stage (no quality claimed)."""
+    out = tmp_path / "run"
+    pipeline(preset="smoke", out=str(out))
+    layout = RunLayout(out)
+    assert all(layout.record(stage).is_file() for stage in STAGES)
+    report = json.loads((out / "report.json").read_text())
+    for key in ("s2s_text_free_accuracy", "s2s_text_guided_accuracy", "s2t_accuracy", "t2t_accuracy",
+                "unseen_voice_s2s_accuracy", "heldout_fact_s2s_accuracy", "text_ppl_base", "text_ppl_after_pt1",
+                "text_ppl_after_sft", "codec_resynth_cer", "judge_cer_assistant_voice"):  # fmt: skip
+        assert key in report, key
+    assert report["text_path_unchanged"] is True
+    assert report["text_ppl_after_pt1"] == report["text_ppl_base"]
+    assert set(report["wall_seconds"]) == {*STAGES, "total"} - {"evaluate"}
+    assert (out / "report.md").is_file() and (out / "plots" / "loss_curves.png").is_file()
+    assert (out / "examples" / "0_answer.wav").is_file()
+
+    before = {s: layout.record(s).read_text() for s in STAGES}
+    pipeline(preset="smoke", out=str(out))  # a rerun skips every finished stage
+    assert {s: layout.record(s).read_text() for s in STAGES} == before
