@@ -9,8 +9,9 @@ that a config states them once:
   no tokenizer directory to name); a model without one leaves the built-in character tokenizer.
 
 Links to a data module that lacks the target argument (``AudioTextDataModule`` of the tokenizer / decoder stages)
-are left out for that run. Before ``fit`` the speech-id cache's codebook is checked against the model's
-``num_speech_codes``, so a tokenizer/config mismatch fails with both numbers instead of an index error mid-step.
+are left out for that run; a value given in YAML for a linked argument is replaced by the model's. Before ``fit``
+the speech-id cache's codebook is checked against the model's ``num_speech_codes``, so a cache with more codes than
+the speech vocabulary fails with both numbers instead of an index error mid-step.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ def _model_tokenizer(model):
 
 
 def check_speech_codebook(model, datamodule) -> None:
-    """Raise when the data's speech-id cache holds more codes than the model's speech vocabulary has room for."""
+    """Raise when the data's speech-id cache (``read/`` or ``qa/`` train index) holds more codes than the model's
+    speech vocabulary has room for."""
     special_ids = getattr(model, "special_ids", None)
     hparams = getattr(datamodule, "hparams", {})
     cache_dir, corpus_dir = hparams.get("speech_cache_dir"), hparams.get("corpus_dir")
@@ -43,7 +45,7 @@ def check_speech_codebook(model, datamodule) -> None:
         index = Path(cache_dir) / sub / "train.index.json"
         if index.is_file():
             codebook = int(json.loads(index.read_text())["codebook_size"])
-            if codebook != special_ids.num_speech_codes:
+            if codebook > special_ids.num_speech_codes:  # codes >= num_speech_codes would read as end/pad ids
                 raise ValueError(
                     f"the speech-id cache {index} has codebook_size {codebook}, but the model was built with "
                     f"num_speech_codes={special_ids.num_speech_codes}; set model.init_args.num_speech_codes={codebook}"

@@ -1,0 +1,135 @@
+"""``SpeechLMModule``: the LightningModule of PT-1, PT-2 and SFT.
+
+The three stages run the same training step on a :class:`LayerSplitSpeechLM`; what makes a stage is its config:
+the freezing policy (PT-1 freezes the whole pretrained LLM), the data mix of the DataModule (speech-only,
+interleaved, ASR/TTS, text replay, dialogues) and the learning-rate schedule. Each stage starts from the previous
+one's weights through ``init_from``: the directory a stage exports at the end of fit, in the released MOSS-Speech
+checkpoint layout (``config.json`` + safetensors + the text tokenizer), which ``load_moss_speech`` also reads.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from lightning.pytorch import LightningModule
+from lightning.pytorch.cli import OptimizerCallable
+
+from moss_components.checkpoints import load_moss_speech, load_weights, save_moss_speech
+from moss_components.freezing import FreezingPolicy, NoFreeze
+from moss_components.model import LayerSplitSpeechLM
+from moss_components.optim import WarmupCosineLR
+from moss_components.routers import SpeechLMRouter
+from moss_components.special_ids import SpeechSpecialIds
+from moss_components.trunks import TextTrunkSource
+
+log = logging.getLogger(__name__)
+
+_MODEL_INPUTS = ("input_ids", "attention_mask", "position_ids", "cu_seq_lens_q", "cu_seq_lens_k", "max_length_q",
+                 "max_length_k")  # fmt: skip
+
+
+def _default_optimizer(params):
+    # The paper's PT-1 optimizer: AdamW, lr 4e-4, weight decay 0.1.
+    return torch.optim.AdamW(params, lr=4e-4, weight_decay=0.1, betas=(0.9, 0.95))
+
+
+class SpeechLMModule(LightningModule):
+    """Train a layer-split speech LM on ``(B, L, 2)`` grids.
+
+    Args:
+        trunk: where the pretrained text LLM (and its tokenizer) comes from: a config, a local HF dir, or GGUF.
+        num_speech_codes: the speech tokenizer's codebook size C; the speech vocabulary is C + 2 (end, pad).
+        num_shared_layers: k, the layers shared by both modalities; the top N - k layers are split.
+        router: how positions flow through the branches (default: MOSS dual-branch).
+        freezing: which parameters learn at each step (PT-1: ``FreezeFull``; default: ``NoFreeze``).
+        optimizer: a callable taking the parameters (LightningCLI ``OptimizerCallable``); all parameters are given,
+            frozen ones carry no state.
+        warmup_steps, min_lr_ratio: the warm-up + cosine schedule over the run's optimizer steps.
+        init_from: weights of a previous stage to start from (PT-2 from PT-1, SFT from PT-2): an exported
+            directory, or a ``.safetensors`` file of this model's state dict.
+        export_dir: where ``on_fit_end`` writes the trained model (MOSS-Speech layout + tokenizer); None = nowhere.
+        start_of_speech_token, modality_pad_token: the tokenizer's tokens for the grid's text-side special ids.
+        fused_loss: compute the head losses with the fused linear cross-entropy kernel (no full logits).
+    """
+
+    def __init__(
+        self,
+        trunk: TextTrunkSource,
+        num_speech_codes: int,
+        num_shared_layers: int,
+        router: SpeechLMRouter | None = None,
+        freezing: FreezingPolicy | None = None,
+        optimizer: OptimizerCallable = _default_optimizer,
+        warmup_steps: int = 0,
+        min_lr_ratio: float = 0.1,
+        init_from: str | None = None,
+        start_of_speech_token: str = "<|speech_start|>",
+        modality_pad_token: str = "<|speech_pad|>",
+        fused_loss: bool = False,
+        export_dir: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["trunk", "router", "freezing", "optimizer"])
+        self.trunk = trunk
+        self.tokenizer = trunk.load_tokenizer()
+        self.special_ids = SpeechSpecialIds.from_tokenizer(
+            self.tokenizer, num_speech_codes, start_of_speech_token, modality_pad_token
+        )
+        self.model = LayerSplitSpeechLM.from_text_model(
+            trunk.load(),
+            num_shared_layers=num_shared_layers,
+            speech_vocab_size=self.special_ids.speech_vocab_size,
+            special_ids=self.special_ids,
+            router=router,
+            fused_loss=fused_loss,
+        )
+        if init_from:
+            if Path(init_from).is_dir():
+                self.model.load_state_dict(load_moss_speech(init_from).state_dict())
+            else:
+                load_weights(self.model, init_from)
+            log.info("initialized from %s", init_from)
+        self.export_dir = export_dir
+        self.freezing = freezing if freezing is not None else NoFreeze()
+        self.freezing.apply(self.model, 0)
+        self.optimizer_factory = optimizer
+        self.warmup_steps, self.min_lr_ratio = warmup_steps, min_lr_ratio
+
+    def forward(self, batch: dict) -> object:
+        return self.model(**{k: batch[k] for k in _MODEL_INPUTS if k in batch}, labels=batch.get("labels"))
+
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        self.freezing.apply(self.model, self.global_step)
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        out = self(batch)
+        self._log_losses("train", out, batch)
+        return out.loss
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._log_losses("val", self(batch), batch)
+
+    def _log_losses(self, split: str, out, batch: dict) -> None:
+        n = int(batch["input_ids"].shape[0])
+        self.log(f"{split}/loss", out.loss, prog_bar=True, batch_size=n, sync_dist=split == "val")
+        self.log(f"{split}/text_loss", out.text_loss, batch_size=n, sync_dist=split == "val")
+        self.log(f"{split}/speech_loss", out.speech_loss, batch_size=n, sync_dist=split == "val")
+
+    def configure_optimizers(self):
+        optimizer = self.optimizer_factory(self.model.parameters())
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        scheduler = WarmupCosineLR(optimizer, total, min(self.warmup_steps, total), self.min_lr_ratio)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_fit_end(self) -> None:
+        if self.export_dir and self.trainer.is_global_zero:
+            self.export(self.export_dir)
+
+    def export(self, directory: str) -> None:
+        """Write the model in the released MOSS-Speech layout plus the text tokenizer (the next stage's
+        ``init_from``; ``load_moss_speech`` reads it back)."""
+        save_moss_speech(self.model, directory)
+        self.tokenizer.save_pretrained(directory)
+        log.info("exported the speech LM to %s", directory)
