@@ -92,6 +92,8 @@ class SpeechLMModule(LightningModule):
                 load_weights(self.model, init_from)
             log.info("initialized from %s", init_from)
         self.export_dir = export_dir
+        # trunks load in eval mode; Lightning keeps each module's mode, so switch to training explicitly
+        self.model.train()
         self.freezing = freezing if freezing is not None else NoFreeze()
         self.freezing.apply(self.model, 0)
         self.optimizer_factory = optimizer

@@ -41,7 +41,7 @@ class TextLMModule(LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["trunk", "optimizer"])
-        self.model = trunk.load()
+        self.model = trunk.load().train()  # Lightning keeps each module's mode; trunks load in eval mode
         self.tokenizer = trunk.load_tokenizer()
         self.optimizer_factory = optimizer
         self.warmup_steps, self.min_lr_ratio = warmup_steps, min_lr_ratio

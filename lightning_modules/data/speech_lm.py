@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 from lightning.pytorch import LightningDataModule
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from moss_components.data.manifest import read_manifest
 from moss_components.data.packing import collate_packed, collate_padded
@@ -70,8 +70,9 @@ class SpeechLMDataset(Dataset):
     """``length`` random documents of one split (see the module docstring).
 
     ``__getitem__`` returns one document ``(input_ids (n, 2), labels (n, 2))``, or, with ``packing``, a row: a list
-    of documents whose lengths sum to at most ``max_length``. With ``fixed`` the draw of item ``i`` depends only on
-    ``(seed, i)`` (validation); otherwise on torch's RNG, which the DataLoader reseeds per epoch and worker.
+    of documents whose lengths sum to at most ``max_length``. The draw of item ``i`` depends only on ``(seed, i)``
+    with ``fixed`` (validation), else on ``(seed, epoch, i)``: DDP ranks, which are dealt distinct indices, draw
+    distinct documents, and a resumed run draws the documents the interrupted one would have.
     """
 
     def __init__(self, dm: SpeechLMDataModule, split: str, length: int, fixed: bool) -> None:
@@ -110,6 +111,7 @@ class SpeechLMDataset(Dataset):
             if not pools[task]:
                 raise ValueError(f"task {task!r} has no data in split {split!r} under {root}")
         self.counts = torch.zeros(len(_COUNT_REASONS), dtype=torch.long).share_memory_()
+        self.epoch = 0
 
     def __len__(self) -> int:
         return self.length
@@ -117,7 +119,7 @@ class SpeechLMDataset(Dataset):
     def _rng(self, i: int) -> random.Random:
         if self.fixed:
             return random.Random(self.dm.hparams.seed * 1_000_003 + i)
-        return random.Random(int(torch.randint(0, 2**62, ())))
+        return random.Random(hash((self.dm.hparams.seed, self.epoch, i)))
 
     def _task(self, rng: random.Random) -> str:
         if self.text and rng.random() < self.dm.hparams.text_replay_ratio:
@@ -181,6 +183,31 @@ class SpeechLMDataset(Dataset):
             else:
                 misses += 1
         return row
+
+
+class ResumableLoader(DataLoader):
+    """A ``DataLoader`` that tells Lightning where it is (``state_dict``) and skips, after a resume, the batches the
+    checkpointed run had trained on this epoch."""
+
+    skip_batches = 0
+
+    def __iter__(self):
+        ds = self.dataset
+        if ds.dm.trainer is not None:
+            ds.epoch = ds.dm.trainer.current_epoch
+        it = super().__iter__()
+        skip, self.skip_batches = self.skip_batches, 0
+        for _ in range(skip):  # cheap: documents come from the id cache
+            next(it)
+        return it
+
+    def state_dict(self) -> dict:
+        # the fetcher has prefetched a batch, so count what the loop trained on, not what was drawn
+        trainer = self.dataset.dm.trainer
+        return {"epoch": trainer.current_epoch, "batches": trainer.fit_loop.epoch_loop.batch_progress.current.processed}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.skip_batches = int(state["batches"])  # the epoch comes back with the trainer's loop state
 
 
 class SpeechLMDataModule(LightningDataModule):
@@ -302,7 +329,19 @@ class SpeechLMDataModule(LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", True)
+        _ = self.special_ids
+        ds = self.dataset("train")
+        world, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer else (1, 0)
+        # our own DistributedSampler (Lightning leaves it in place and calls set_epoch): one process deals the same
+        # permutation to itself, so a global batch holds the same documents whatever the number of processes
+        sampler = DistributedSampler(ds, num_replicas=world, rank=rank, shuffle=True, seed=self.hparams.seed)
+        return ResumableLoader(
+            ds,
+            batch_size=self.hparams.batch_size,
+            sampler=sampler,
+            num_workers=self.hparams.num_workers,
+            collate_fn=self.collate,
+        )
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("validation", False)

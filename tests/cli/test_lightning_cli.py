@@ -19,7 +19,7 @@ from safetensors.torch import load_file
 from moss_components.cli.lightning_cli import MossSpeechCLI, run_lightning_cli
 
 ROOT = Path(__file__).parents[2]
-SUPPORT = ROOT / "tests" / "configs"  # lm_assets.py, indexed_data.py (importable by name once on sys.path)
+SUPPORT = ROOT / "tests" / "configs"  # lm_assets.py (importable by name once on sys.path)
 PT1 = ROOT / "configs" / "pt1" / "tiny.yaml"
 
 
@@ -124,7 +124,7 @@ def _train_losses(root: Path) -> dict[int, float]:
 def _small_run(assets, out: Path, max_steps: int) -> list[str]:
     return [
         "fit", *_pt1_args(assets, out),
-        "--data=indexed_data.IndexedSpeechLMDataModule",
+        "--data=lightning_modules.data.SpeechLMDataModule",
         f"--data.init_args.corpus_dir={assets['corpus']}",
         f"--data.init_args.speech_cache_dir={assets['cache']}",
         "--data.init_args.batch_size=2", "--data.init_args.max_length=192", "--data.init_args.samples_per_epoch=16",
@@ -194,7 +194,7 @@ def _ddp_args(assets, out: Path, devices: int, steps: int) -> list[str]:
     global_batch = 4
     return [
         "fit", *_pt1_args(assets, out),
-        "--data=indexed_data.IndexedSpeechLMDataModule",
+        "--data=lightning_modules.data.SpeechLMDataModule",
         f"--data.init_args.corpus_dir={assets['corpus']}",
         f"--data.init_args.speech_cache_dir={assets['cache']}",
         # speech-only documents truncated to 10 positions (the shortest utterance has 10 ids): every rank holds the
@@ -212,16 +212,12 @@ def _ddp_args(assets, out: Path, devices: int, steps: int) -> list[str]:
 
 def _loss_of_export(assets, export: Path) -> float:
     """Mean loss of an exported model on fixed validation documents (the same for both runs)."""
-    sys.path.insert(0, str(SUPPORT))
-    try:
-        from indexed_data import IndexedSpeechLMDataModule
-    finally:
-        sys.path.remove(str(SUPPORT))
+    from lightning_modules.data import SpeechLMDataModule
     from lightning_modules.speech_lm_module import SpeechLMModule
     from moss_components.trunks import PretrainedTrunk
 
     module = SpeechLMModule(PretrainedTrunk(assets["text_llm"]), 512, 4, init_from=str(export)).eval()
-    dm = IndexedSpeechLMDataModule(assets["corpus"], assets["cache"], text_tokenizer=module.tokenizer,
+    dm = SpeechLMDataModule(assets["corpus"], assets["cache"], text_tokenizer=module.tokenizer,
                                    special_ids=module.special_ids, tasks={"speech": 1}, max_length=10, batch_size=4,
                                    val_samples=8)  # fmt: skip
     dm.setup("validate")
