@@ -19,7 +19,7 @@ from lightning.pytorch.cli import OptimizerCallable
 from moss_components.checkpoints import load_moss_speech, load_weights, save_moss_speech
 from moss_components.freezing import FreezingPolicy, NoFreeze
 from moss_components.model import LayerSplitSpeechLM
-from moss_components.optim import WarmupCosineLR
+from moss_components.optim import warmup_cosine_schedule
 from moss_components.routers import SpeechLMRouter
 from moss_components.special_ids import SpeechSpecialIds
 from moss_components.trunks import TextTrunkSource
@@ -121,9 +121,8 @@ class SpeechLMModule(LightningModule):
 
     def configure_optimizers(self):
         optimizer = self.optimizer_factory(self.model.parameters())
-        total = max(1, int(self.trainer.estimated_stepping_batches))
-        scheduler = WarmupCosineLR(optimizer, total, min(self.warmup_steps, total), self.min_lr_ratio)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        total = self.trainer.estimated_stepping_batches
+        return warmup_cosine_schedule(optimizer, total, self.warmup_steps, self.min_lr_ratio)
 
     def on_fit_end(self) -> None:
         if self.export_dir and self.trainer.is_global_zero:

@@ -13,7 +13,7 @@ import torch
 from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import OptimizerCallable
 
-from moss_components.optim import WarmupCosineLR
+from moss_components.optim import warmup_cosine_schedule
 from moss_components.trunks import TextTrunkSource
 
 
@@ -73,9 +73,8 @@ class TextLMModule(LightningModule):
 
     def configure_optimizers(self):
         optimizer = self.optimizer_factory(self.model.parameters())
-        total = max(1, int(self.trainer.estimated_stepping_batches))
-        scheduler = WarmupCosineLR(optimizer, total, min(self.warmup_steps, total), self.min_lr_ratio)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        total = self.trainer.estimated_stepping_batches
+        return warmup_cosine_schedule(optimizer, total, self.warmup_steps, self.min_lr_ratio)
 
     def on_fit_end(self) -> None:
         if self.export_dir and self.trainer.is_global_zero:

@@ -1,7 +1,9 @@
 """Test-wide settings (the Triton interpreter on a CPU-only machine, one thread per xdist worker, fixed seeds) and
 the shared fixtures: a micro corpus (12 facts) synthesized once per session and its speech-id cache."""
 
+import importlib.util
 import os
+from pathlib import Path
 
 import torch
 
@@ -67,3 +69,13 @@ def micro_cache(micro_corpus, tmp_path_factory):
 @pytest.fixture(scope="session")
 def standin_tokenizer_cls():
     return StandInTokenizer
+
+
+@pytest.fixture(scope="session")
+def lm_assets(tmp_path_factory):
+    """What the stage configs point at: a micro corpus, a random tiny speech tokenizer and its speech-id cache, and
+    a 6-layer text LLM directory (see ``tests/configs/lm_assets.py``)."""
+    spec = importlib.util.spec_from_file_location("lm_assets", Path(__file__).parent / "configs" / "lm_assets.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.build_lm_assets(tmp_path_factory.getbasetemp() / "lm_assets")

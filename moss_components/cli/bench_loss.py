@@ -132,7 +132,8 @@ def bench_loss(
                 "seconds": seconds,
                 "peak_bytes": peak,
                 "time_ratio": seconds / base[0],
-                "memory_ratio": peak / base[1],
+                # a run too small to raise the process' peak resident memory has no ratio to give
+                "memory_ratio": peak / base[1] if base[1] > 0 else float("nan"),
                 "loss": loss,
             }
             rows.append(row)

@@ -136,6 +136,7 @@ class Pipeline:
         if stage in self.preset.max_steps:
             trainer["max_steps"] = self.preset.max_steps[stage]
             trainer["limit_val_batches"] = 0
+            trainer["log_every_n_steps"] = 1
         config["seed_everything"] = self.seed
         stage_dir.mkdir(parents=True, exist_ok=True)
         path = stage_dir / "config.yaml"

@@ -37,3 +37,13 @@ class WarmupCosineLR(LambdaLR):
         span = max(1, self.total_steps - self.warmup_steps)
         progress = min(1.0, (step - self.warmup_steps) / span)
         return self.min_lr_ratio + (1.0 - self.min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def warmup_cosine_schedule(
+    optimizer: Optimizer, total_steps: int, warmup_steps: int = 0, min_lr_ratio: float = 0.1
+) -> dict:
+    """Lightning's ``configure_optimizers`` answer for ``optimizer`` under :class:`WarmupCosineLR`, stepped per
+    optimizer step; ``warmup_steps`` is clipped to a run shorter than it."""
+    total_steps = max(1, int(total_steps))
+    scheduler = WarmupCosineLR(optimizer, total_steps, min(warmup_steps, total_steps), min_lr_ratio)
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

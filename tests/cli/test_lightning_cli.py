@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import os
 import subprocess
@@ -23,16 +22,9 @@ SUPPORT = ROOT / "tests" / "configs"  # lm_assets.py (importable by name once on
 PT1 = ROOT / "configs" / "pt1" / "tiny.yaml"
 
 
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(name, SUPPORT / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
-def assets(tmp_path_factory):
-    return _load("lm_assets").build_lm_assets(tmp_path_factory.getbasetemp() / "lm_assets")
+def assets(lm_assets):
+    return lm_assets
 
 
 @pytest.fixture

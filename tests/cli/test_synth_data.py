@@ -14,7 +14,7 @@ def test_synth_data_command(tmp_path, capsys):
     assert "split" in text and "voices:" in text and "held out" in text
     summary = json.loads((out / "corpus.json").read_text())
     assert summary["seed"] == 3 and summary["counts"]["qa"]["test"] > 0 and summary["audio_hours_total"] > 0
-    main(["data", "check", "--manifest", str(out)])
+    main(["data", "check", str(out)])
     assert "data check passed" in capsys.readouterr().out
 
 
