@@ -130,7 +130,7 @@ class Pipeline:
         minutes = self.preset.minutes.get(stage)
         if minutes is not None:
             callbacks = [c for c in trainer.get("callbacks") or [] if not c["class_path"].endswith("CPUTimeBudget")]
-            callbacks.append({"class_path": "lightning_modules.tokenizer_module.CPUTimeBudget",
+            callbacks.append({"class_path": "lightning_modules.callbacks.CPUTimeBudget",
                               "init_args": {"minutes": minutes, "threads": 2}})  # fmt: skip
             trainer["callbacks"] = callbacks
         if stage in self.preset.max_steps:
