@@ -125,12 +125,17 @@ class SpeechLMModule(LightningModule):
         return warmup_cosine_schedule(optimizer, total, self.warmup_steps, self.min_lr_ratio)
 
     def on_fit_end(self) -> None:
-        if self.export_dir and self.trainer.is_global_zero:
-            self.export(self.export_dir)
+        if not self.export_dir:
+            return
+        # every rank takes part: under FSDP this gathers the full weights onto rank 0
+        state = self.trainer.strategy.lightning_module_state_dict()
+        if self.trainer.is_global_zero:
+            weights = {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
+            self.export(self.export_dir, weights)
 
-    def export(self, directory: str) -> None:
+    def export(self, directory: str, state_dict: dict | None = None) -> None:
         """Write the model in the released MOSS-Speech layout plus the text tokenizer (the next stage's
-        ``init_from``; ``load_moss_speech`` reads it back)."""
-        save_moss_speech(self.model, directory)
+        ``init_from``; ``load_moss_speech`` reads it back). ``state_dict`` overrides the module's own weights."""
+        save_moss_speech(self.model, directory, state_dict=state_dict)
         self.tokenizer.save_pretrained(directory)
         log.info("exported the speech LM to %s", directory)

@@ -88,17 +88,23 @@ def _router_path(model: LayerSplitSpeechLM) -> str:
     return f"{cls.__module__}.{cls.__name__}"
 
 
-def save_moss_speech(model: LayerSplitSpeechLM, directory: str | Path, max_shard_size: int | str = "5GB") -> Path:
+def save_moss_speech(
+    model: LayerSplitSpeechLM,
+    directory: str | Path,
+    max_shard_size: int | str = "5GB",
+    state_dict: dict[str, torch.Tensor] | None = None,
+) -> Path:
     """Write ``model`` in the released MOSS-Speech layout (config.json + safetensors shards + index).
 
-    Returns the directory.
+    ``state_dict`` (our names) replaces ``model.state_dict()``, e.g. the full weights an FSDP run gathered onto
+    rank 0 while ``model`` itself holds shards. Returns the directory.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     limit = _parse_size(max_shard_size)
     tensors: dict[str, torch.Tensor] = {}
     seen: dict[int, str] = {}
-    for name, param in model.state_dict(keep_vars=False).items():
+    for name, param in (model.state_dict() if state_dict is None else state_dict).items():
         if name.startswith(("rotary_emb.", "router.")):
             continue
         tensor = param.detach().contiguous()

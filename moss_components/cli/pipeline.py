@@ -124,7 +124,8 @@ class Pipeline:
         trainer = config.setdefault("trainer", {})
         stage_dir = self.layout.stage_dir(stage)
         trainer["default_root_dir"] = str(stage_dir)
-        trainer["enable_progress_bar"] = False
+        trainer["enable_progress_bar"] = False  # the pipeline's own bar shows progress; each stage logs to CSV
+        trainer["enable_model_summary"] = False
         trainer["logger"] = {"class_path": "lightning.pytorch.loggers.CSVLogger",
                              "init_args": {"save_dir": str(stage_dir), "name": "logs"}}  # fmt: skip
         minutes = self.preset.minutes.get(stage)
