@@ -39,8 +39,8 @@ class SpeechSpecialIds:
         object.__setattr__(self, "text_eos", tuple(int(t) for t in self.text_eos))
         if self.speech_end_of_speech < self.num_speech_codes:
             raise ValueError(
-                f"speech_end_of_speech={self.speech_end_of_speech} must be >= num_speech_codes={self.num_speech_codes}: "
-                "codes are [0, num_speech_codes)"
+                f"speech_end_of_speech={self.speech_end_of_speech} must be >= "
+                f"num_speech_codes={self.num_speech_codes}: codes are [0, num_speech_codes)"
             )
         negative = {k: v for k, v in self.to_dict().items() if k != "text_eos" and v < 0}
         if negative:

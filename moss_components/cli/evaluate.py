@@ -18,7 +18,7 @@ def evaluate(run: str, split: str = "test", max_items: int | None = 200, write: 
     """
     layout = RunLayout(run)
     if write:
-        from moss_components.cli.pipeline import Pipeline, PRESETS
+        from moss_components.cli.pipeline import PRESETS, Pipeline
         from moss_components.cli.report import write_report
 
         figures = write_report(layout, Pipeline(layout, PRESETS["tiny"]).wall_seconds(), max_items=max_items)

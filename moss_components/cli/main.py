@@ -20,7 +20,10 @@ LIGHTNING_SUBCOMMANDS = {
 # arguments as --flags unless "positional" is given; a dict of such entries is a group of sub-subcommands
 # (``moss-speech bench attention``).
 SUBCOMMANDS: dict[str, tuple | dict[str, tuple]] = {
-    "synth-data": ("moss_components.cli.synth_data:synth_data", "Synthesize the built-in spoken corpus with eSpeak NG."),
+    "synth-data": (
+        "moss_components.cli.synth_data:synth_data",
+        "Synthesize the built-in spoken corpus with eSpeak NG.",
+    ),
     "data": {
         "import": ("moss_components.cli.data:import_corpus", "Convert a LibriSpeech tree or a wav+txt folder."),
         "check": ("moss_components.cli.data:check", "Validate a manifest; exit non-zero on errors.", "positional"),
@@ -29,7 +32,10 @@ SUBCOMMANDS: dict[str, tuple | dict[str, tuple]] = {
     "pipeline": ("moss_components.cli.pipeline:pipeline", "Run the whole recipe end to end (the main job)."),
     "chat": ("moss_components.cli.chat:chat", "Answer a spoken question (WAV in, WAV out)."),
     "evaluate": ("moss_components.cli.evaluate:evaluate", "Recompute a run's report figures."),
-    "evaluate-codec": ("moss_components.cli.evaluate_codec:evaluate_codec", "Measure tokenizer/decoder/vocoder quality."),
+    "evaluate-codec": (
+        "moss_components.cli.evaluate_codec:evaluate_codec",
+        "Measure tokenizer/decoder/vocoder quality.",
+    ),
     "bench": {
         "split-overhead": ("moss_components.cli.bench_split_overhead:bench_split_overhead", "Split model vs plain LM."),
         "data": ("moss_components.cli.bench_data:bench_data", "Synthesis and data-loader throughput."),

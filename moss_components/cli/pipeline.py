@@ -163,7 +163,9 @@ class Pipeline:
         init = {"trunk": trunk, "export_dir": str(lay.export(stage))}
         if previous:
             init["init_from"] = str(lay.export(previous))
-        return _merge(lm_data, {"model": {"init_args": init}, "data": {"init_args": {"text_tokenizer": str(lay.text_llm)}}})
+        return _merge(
+            lm_data, {"model": {"init_args": init}, "data": {"init_args": {"text_tokenizer": str(lay.text_llm)}}}
+        )
 
     def fit(self, stage: str) -> None:
         from moss_components.cli.lightning_cli import run_lightning_cli
@@ -194,8 +196,13 @@ class Pipeline:
     def evaluate(self) -> dict:
         from moss_components.cli.report import write_report
 
-        return write_report(self.layout, self.wall_seconds(), self.preset.corpus, max_items=self.preset.eval_items,
-                            max_new_tokens=self.preset.max_new_tokens)
+        return write_report(
+            self.layout,
+            self.wall_seconds(),
+            self.preset.corpus,
+            max_items=self.preset.eval_items,
+            max_new_tokens=self.preset.max_new_tokens,
+        )
 
     # ------------------------------------------------------------------ driver
 

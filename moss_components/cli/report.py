@@ -124,7 +124,9 @@ def write_report(
         figures["codec_tokenizer_cer"] = result.get("tokenizer_cer")
         figures["codec_usage"] = result.get("codebook_usage")
     figures["wall_seconds"] = {**wall_seconds, "total": round(sum(wall_seconds.values()), 1)}
-    figures["targets"] = {k: {"target": v, "met": (figures.get(k) or 0) >= v} for k, v in TARGETS.get(preset, {}).items()}
+    figures["targets"] = {
+        k: {"target": v, "met": (figures.get(k) or 0) >= v} for k, v in TARGETS.get(preset, {}).items()
+    }
     plot_loss_curves(layout)
     from moss_components.asr import load_recognizer
     from moss_components.decoders import load_decoder

@@ -62,13 +62,18 @@ class GGUFTrunk(TextTrunkSource):
         folder, name = self.file.parent, self.file.name
         if is_accelerate_available():
             return AutoModelForCausalLM.from_pretrained(
-                folder, gguf_file=name, dtype=self.dtype, attn_implementation=resolve_attention(self.attn_implementation)
+                folder,
+                gguf_file=name,
+                dtype=self.dtype,
+                attn_implementation=resolve_attention(self.attn_implementation),
             ).eval()
         # transformers' from_pretrained(gguf_file=...) insists on accelerate; its reader alone does the same job
         from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
 
         config = AutoConfig.from_pretrained(folder, gguf_file=name)
-        model = AutoModelForCausalLM.from_config(config, attn_implementation=resolve_attention(self.attn_implementation))
+        model = AutoModelForCausalLM.from_config(
+            config, attn_implementation=resolve_attention(self.attn_implementation)
+        )
         tensors = load_gguf_checkpoint(str(self.file), return_tensors=True, model_to_load=model)["tensors"]
         missing, unexpected = model.load_state_dict(tensors, strict=False)
         tied = {"lm_head.weight"} if getattr(config, "tie_word_embeddings", False) else set()

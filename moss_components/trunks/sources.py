@@ -63,7 +63,9 @@ class ConfigTrunk(TextTrunkSource):
         config = CONFIG_MAPPING[self.model_type](**self.config)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
-            model = AutoModelForCausalLM.from_config(config, attn_implementation=resolve_attention(self.attn_implementation))
+            model = AutoModelForCausalLM.from_config(
+                config, attn_implementation=resolve_attention(self.attn_implementation)
+            )
         if self.dtype is not None:
             model = model.to(self.dtype)
         return model.eval()

@@ -6,7 +6,6 @@ import torch
 from moss_components.evaluation.text_metrics import text_logits_equal, text_perplexity
 from moss_components.model import LayerSplitSpeechLM
 from moss_components.special_ids import SpeechSpecialIds
-from moss_components.text.char_tokenizer import build_char_tokenizer
 from moss_components.trunks import ConfigTrunk
 
 CONFIG = {"model_type": "qwen3", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 3,
