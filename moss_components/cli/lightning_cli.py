@@ -63,7 +63,8 @@ class MossSpeechCLI(LightningCLI):
         check_speech_codebook(self.model, self.datamodule)
 
 
-def run_lightning_cli(argv: list[str]) -> MossSpeechCLI:
+def run_lightning_cli(argv: list[str] | None) -> MossSpeechCLI:
+    """Run LightningCLI on ``argv`` (``fit -c CONFIG ...``); None reads the command line."""
     return MossSpeechCLI(
         LightningModule,
         LightningDataModule,

@@ -88,13 +88,14 @@ def _dispatch(table: dict, argv: list[str], prog: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in LIGHTNING_SUBCOMMANDS:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] in LIGHTNING_SUBCOMMANDS:
         from moss_components.cli.lightning_cli import run_lightning_cli
 
-        run_lightning_cli(argv)
+        # None: LightningCLI reads sys.argv itself (it warns when given both)
+        run_lightning_cli(None if argv is None else args)
         return
-    _dispatch(SUBCOMMANDS, argv, "moss-speech")
+    _dispatch(SUBCOMMANDS, args, "moss-speech")
 
 
 if __name__ == "__main__":
