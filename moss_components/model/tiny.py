@@ -66,3 +66,33 @@ def tiny_text_model(
         torch.manual_seed(seed)
         model = AutoModelForCausalLM.from_config(config, attn_implementation=attn_implementation)
     return model.eval()
+
+
+@torch.no_grad()
+def script_next_tokens(
+    model,
+    text_next: dict[int, int],
+    speech_next: dict[int, int],
+    text_after_speech: int,
+    speech_after_start: int,
+) -> None:
+    """Make a real split model's greedy next token a table lookup on the last input token (tests, demos).
+
+    Pre-norm layers add O(1) updates to the residual stream, so with the embeddings scaled up the final hidden state
+    points along the last token's embedding; head rows built from those directions then pick the next token.
+    ``text_next[t]``/``speech_next[c]``: the token after text token t / code c; after end-of-speech the text head says
+    ``text_after_speech``, after start-of-speech the speech head says ``speech_after_start``.
+    """
+    ids = model.special_ids
+    model.embed_tokens.weight.mul_(300.0)
+    model.speech_embed.weight.mul_(300.0)
+    text_dir = torch.nn.functional.normalize(model.embed_tokens.weight, dim=-1)
+    speech_dir = torch.nn.functional.normalize(model.speech_embed.weight, dim=-1)
+    model.text_head.weight.zero_()
+    model.speech_head.weight.zero_()
+    for t, nxt in text_next.items():
+        model.text_head.weight[nxt] += 10 * text_dir[t]
+    model.text_head.weight[text_after_speech] += 10 * speech_dir[ids.speech_end_of_speech]
+    for c, nxt in speech_next.items():
+        model.speech_head.weight[nxt] += 10 * speech_dir[c]
+    model.speech_head.weight[speech_after_start] += 10 * text_dir[ids.text_start_of_speech]

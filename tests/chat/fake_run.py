@@ -15,14 +15,13 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 import torch
-import torch.nn.functional as F
 
 from moss_components.asr import CTCRecognizer
 from moss_components.checkpoints import save_moss_speech
 from moss_components.decoders import FlowMatchingDecoder
 from moss_components.evaluation.run_layout import RunLayout
 from moss_components.model import LayerSplitSpeechLM
-from moss_components.model.tiny import tiny_text_model
+from moss_components.model.tiny import script_next_tokens, tiny_text_model
 from moss_components.quantizers import CosineVQ
 from moss_components.special_ids import SpeechSpecialIds
 from moss_components.text.char_tokenizer import build_char_tokenizer
@@ -46,19 +45,7 @@ def scripted_speech_lm(tokenizer) -> tuple[LayerSplitSpeechLM, SpeechSpecialIds]
     text_next[vocab[TEXT_ANSWER[-1]]] = ids.text_start_of_speech
     speech_next = {c: c + 1 for c in range(FIRST_CODE, LAST_CODE)}
     speech_next[LAST_CODE] = ids.speech_end_of_speech
-    with torch.no_grad():
-        model.embed_tokens.weight.mul_(300.0)
-        model.speech_embed.weight.mul_(300.0)
-        text_dir = F.normalize(model.embed_tokens.weight, dim=-1)
-        speech_dir = F.normalize(model.speech_embed.weight, dim=-1)
-        model.text_head.weight.zero_()
-        model.speech_head.weight.zero_()
-        for t, nxt in text_next.items():
-            model.text_head.weight[nxt] += 10 * text_dir[t]
-        model.text_head.weight[vocab["<|im_end|>"]] += 10 * speech_dir[ids.speech_end_of_speech]
-        for c, nxt in speech_next.items():
-            model.speech_head.weight[nxt] += 10 * speech_dir[c]
-        model.speech_head.weight[FIRST_CODE] += 10 * text_dir[ids.text_start_of_speech]
+    script_next_tokens(model, text_next, speech_next, vocab["<|im_end|>"], FIRST_CODE)
     return model, ids
 
 

@@ -5,11 +5,8 @@ along the last token's embedding; head rows built from those directions then cho
 Everything else (cache, masks, both branches, padding) is the real model.
 """
 
-import torch
-import torch.nn.functional as F
-
 from moss_components.model import LayerSplitSpeechLM
-from moss_components.model.tiny import TINY_SPEECH_VOCAB, tiny_special_ids, tiny_text_model
+from moss_components.model.tiny import TINY_SPEECH_VOCAB, script_next_tokens, tiny_special_ids, tiny_text_model
 
 IDS = tiny_special_ids()
 EOS = IDS.text_eos[0]
@@ -28,19 +25,7 @@ def scripted_model(
     ``speech_after_start``."""
     base = tiny_text_model("qwen3", num_layers=3, hidden_size=64, seed=7)
     model = LayerSplitSpeechLM.from_text_model(base, 1, TINY_SPEECH_VOCAB, IDS, router=router).eval()
-    with torch.no_grad():
-        model.embed_tokens.weight.mul_(300.0)
-        model.speech_embed.weight.mul_(300.0)
-        text_dir = F.normalize(model.embed_tokens.weight, dim=-1)
-        speech_dir = F.normalize(model.speech_embed.weight, dim=-1)
-        model.text_head.weight.zero_()
-        model.speech_head.weight.zero_()
-        for t, nxt in text_next.items():
-            model.text_head.weight[nxt] += 10 * text_dir[t]
-        model.text_head.weight[text_after_speech] += 10 * speech_dir[IDS.speech_end_of_speech]
-        for c, nxt in speech_next.items():
-            model.speech_head.weight[nxt] += 10 * speech_dir[c]
-        model.speech_head.weight[speech_after_start] += 10 * text_dir[IDS.text_start_of_speech]
+    script_next_tokens(model, text_next, speech_next, text_after_speech, speech_after_start)
     return model
 
 
