@@ -24,23 +24,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from moss_components.cli.bench_utils import sync, table
 from moss_components.generation import SamplingConfig, generate
 from moss_components.model import LayerSplitSpeechLM
 from moss_components.model.tiny import tiny_config
 from moss_components.special_ids import SpeechSpecialIds
 
 __all__ = ["bench_generate", "plain_model_sharing_layers", "stage_times"]
-
-
-def _table(header: list[str], rows: list[list]) -> str:
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    line = lambda cells: "  ".join(str(c).rjust(w) for c, w in zip(cells, widths))  # noqa: E731
-    return "\n".join([line(header), "  ".join("-" * w for w in widths), *map(line, rows)])
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def plain_model_sharing_layers(split: LayerSplitSpeechLM, vocab_size: int, attn_implementation: str) -> nn.Module:
@@ -93,7 +83,7 @@ def _print_stage_times(run: str) -> dict[str, float]:
     print(f"\npipeline stage times of {run}:")
     body = [[name, f"{s:.1f}", f"{s / 60:.2f}", f"{100 * s / total:.1f}" if total else "-"] for name, s in rows]
     body.append(["total", f"{total:.1f}", f"{total / 60:.2f}", "100.0"])
-    print(_table(["stage", "wall (s)", "wall (min)", "share (%)"], body))
+    print(table(["stage", "wall (s)", "wall (min)", "share (%)"], body))
     return dict(rows)
 
 
@@ -177,10 +167,10 @@ def bench_generate(
     speech_share = []
 
     def run_split() -> tuple[float, float]:
-        _sync(dev)
+        sync(dev)
         start, cpu = time.perf_counter(), time.process_time()
         result = generate(split, grid, None, sampling)
-        _sync(dev)
+        sync(dev)
         took = time.perf_counter() - start, time.process_time() - cpu
         made = int(result.new_tokens.min())
         if made != new_tokens:
@@ -189,10 +179,10 @@ def bench_generate(
         return took
 
     def run_plain() -> tuple[float, float]:
-        _sync(dev)
+        sync(dev)
         start, cpu = time.perf_counter(), time.process_time()
         out = plain.generate(plain_prompt, **hf_kwargs)
-        _sync(dev)
+        sync(dev)
         took = time.perf_counter() - start, time.process_time() - cpu
         if out.shape[1] - prompt_len != new_tokens:
             raise RuntimeError(f"transformers generated {out.shape[1] - prompt_len} of {new_tokens} tokens")
@@ -223,7 +213,7 @@ def bench_generate(
         ["plain LM (same layers), HF generate", instances, plain_vocab, f"{params(plain) / 1e6:.2f}",
          f"{plain_s * 1e3:.1f}", f"{tokens / plain_s:.1f}", f"{tokens / plain_cpu:.1f}"],
     ]  # fmt: skip
-    print(_table(["model", "layer instances", "head rows", "params (M)", "run wall (ms)", "tok/s (wall)",
+    print(table(["model", "layer instances", "head rows", "params (M)", "run wall (ms)", "tok/s (wall)",
                   "tok/s (CPU time)"], rows))  # fmt: skip
     # tokens/s ratio = time ratio inverted; CPU time on CPU (robust to other load), wall time on GPU
     ratio = plain_cpu / split_cpu if dev.type == "cpu" else plain_s / split_s

@@ -8,43 +8,14 @@ size before the call. Both include the gradient buffers (the ``(V, D)`` weight g
 
 from __future__ import annotations
 
-import re
 import time
 
 import torch
 import torch.nn.functional as F
 
+from moss_components.cli.bench_utils import PeakMemory
+
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-def _proc_status_bytes(field: str) -> int:
-    with open("/proc/self/status") as f:
-        return int(re.search(rf"{field}:\s+(\d+) kB", f.read()).group(1)) * 1024
-
-
-class _PeakMemory:
-    """Peak bytes above the starting point while the block runs (see the module docstring for what is counted)."""
-
-    def __init__(self, device: torch.device):
-        self.device, self.peak = device, 0
-
-    def __enter__(self):
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-            self.start = torch.cuda.memory_allocated()
-        else:
-            with open("/proc/self/clear_refs", "w") as f:
-                f.write("5")  # resets VmHWM to the current resident size
-            self.start = _proc_status_bytes("VmRSS")
-        return self
-
-    def __exit__(self, *exc):
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
-            self.peak = torch.cuda.max_memory_allocated() - self.start
-        else:
-            self.peak = _proc_status_bytes("VmHWM") - self.start
 
 
 def _naive(hidden, weight, labels):
@@ -57,7 +28,7 @@ def _measure(fn, hidden, weight, labels, device, repeats):
     seconds, peak, loss = [], 0, None
     for i in range(runs):
         hidden.grad = weight.grad = None
-        with _PeakMemory(device) as mem:
+        with PeakMemory(device) as mem:
             start = time.perf_counter()
             loss = fn(hidden, weight, labels)
             loss.backward()
@@ -67,7 +38,7 @@ def _measure(fn, hidden, weight, labels, device, repeats):
         if device.type == "cuda" and i == 0:
             continue
         seconds.append(elapsed)
-        peak = max(peak, mem.peak)
+        peak = max(peak, mem.bytes)
     return sum(seconds) / len(seconds), peak, loss.item()
 
 

@@ -16,12 +16,12 @@ reuses freed memory). The bytes autograd saves for backward are counted exactly 
 
 from __future__ import annotations
 
-import re
 import statistics
 import time
 
 import torch
 
+from moss_components.cli.bench_utils import PeakMemory, sync, table
 from moss_components.freezing import FreezeFull, FreezingPolicy, NoFreeze
 from moss_components.model import LayerSplitSpeechLM
 from moss_components.model.tiny import tiny_config
@@ -30,52 +30,8 @@ from moss_components.special_ids import SpeechSpecialIds
 __all__ = ["bench_split_overhead"]
 
 
-def _status_bytes(field: str) -> int:
-    with open("/proc/self/status") as f:
-        return int(re.search(rf"{field}:\s+(\d+) kB", f.read()).group(1)) * 1024
-
-
-class _Peak:
-    """Peak bytes above the start while the block runs (see the module docstring)."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.device, self.bytes = device, 0
-
-    def __enter__(self):
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-            self.start = torch.cuda.memory_allocated()
-        else:
-            try:
-                with open("/proc/self/clear_refs", "w") as f:
-                    f.write("5")
-                self.start = _status_bytes("VmRSS")
-            except OSError:  # not Linux, or not allowed: report 0
-                self.start = None
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
-            self.bytes = torch.cuda.max_memory_allocated() - self.start
-        elif self.start is not None:
-            self.bytes = _status_bytes("VmHWM") - self.start
-
-
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    line = lambda cells: "  ".join(str(c).rjust(w) for c, w in zip(cells, widths))
-    return "\n".join([line(header), "  ".join("-" * w for w in widths), *map(line, rows)])
-
-
 def _mib(n: int) -> str:
     return f"{n / 2**20:.1f}"
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def _batch(ids: SpeechSpecialIds, batch: int, length: int, text_vocab: int, device):
@@ -95,13 +51,13 @@ def _batch(ids: SpeechSpecialIds, batch: int, length: int, text_vocab: int, devi
 
 def _step(model, optimizer, inputs, labels, device) -> tuple[float, float]:
     """(wall seconds, process CPU seconds) of one forward + backward + AdamW step."""
-    _sync(device)
+    sync(device)
     start, cpu = time.perf_counter(), time.process_time()
     loss = model(inputs, labels=labels).loss
     loss.backward()
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    _sync(device)
+    sync(device)
     return time.perf_counter() - start, time.process_time() - cpu
 
 
@@ -218,7 +174,7 @@ def bench_split_overhead(
         f"median of {steps} steps after {warmup} warm-up"
     )
     print(
-        _table(
+        table(
             ["model", "layer instances", "head rows", "params (M)", "step wall (ms)", "step CPU (ms)"],
             [
                 [
@@ -251,7 +207,7 @@ def bench_split_overhead(
         model = LayerSplitSpeechLM.from_text_model(build(num_layers), num_shared_layers, speech_codes + 2, ids).train()
         optimizer, step = run(model, policy, grid, labels)
         step()  # creates the AdamW state
-        with _Peak(dev) as peak, _SavedActivations() as saved:
+        with PeakMemory(dev) as peak, _SavedActivations() as saved:
             step()
         trainable, state, with_state = _state_bytes(model, optimizer)
         frozen_with_state = sum(1 for p in model.parameters() if not p.requires_grad and p in optimizer.state)
@@ -273,7 +229,7 @@ def bench_split_overhead(
         )
         del model, optimizer
     print(
-        _table(
+        table(
             [
                 "policy",
                 "step peak (MiB)",
