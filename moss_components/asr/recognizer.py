@@ -24,7 +24,8 @@ class CTCRecognizer(ConfigCapture, nn.Module):
     Args:
         sample_rate: input rate in Hz.
         n_mels, dim, depth, heads: encoder size (see ``CausalSpeechEncoder``).
-        pool: pooling after the 50 Hz transformer; 2 gives 25 frames/s.
+        pool: downsampling from the 50 Hz front end; 2 gives 25 frames/s.
+        downsample: ``"mean"`` (transformer at 50 Hz, averaged after) or ``"stack"`` (see ``CausalSpeechEncoder``).
         head_depth: bidirectional transformer layers in the CTC head.
         dropout: dropout in encoder and head.
     """
@@ -39,9 +40,10 @@ class CTCRecognizer(ConfigCapture, nn.Module):
         pool: int = 2,
         head_depth: int = 2,
         dropout: float = 0.1,
+        downsample: str = "mean",
     ) -> None:
         super().__init__()
-        self.encoder = CausalSpeechEncoder(sample_rate, n_mels, dim, depth, heads, pool, dropout)
+        self.encoder = CausalSpeechEncoder(sample_rate, n_mels, dim, depth, heads, pool, dropout, downsample=downsample)
         self.ctc_head = CTCHead(dim, upsample=1, depth=head_depth, heads=heads, dropout=dropout)
 
     @property

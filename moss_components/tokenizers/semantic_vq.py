@@ -1,7 +1,7 @@
 """MOSS-Speech's semantic tokenizer at any scale: causal encoder, 12.5 Hz, one codebook, CTC as the only signal.
 
 ```
-wav 16 kHz -> log-mel 100 Hz -> conv (stride 2) 50 Hz -> causal transformer -> 4x avg pool 12.5 Hz
+wav 16 kHz -> log-mel 100 Hz -> conv (stride 2) 50 Hz -> stack 4 frames 12.5 Hz -> causal transformer
            -> quantizer (CosineVQ or FSQ) -> ids (B, N)
                        \\-> 3x upsample -> CTC head (characters)   [training signal only]
 ```
@@ -31,7 +31,9 @@ class SemanticVQTokenizer(SpeechTokenizer):
         n_mels: mel bands (128 for ``moss``, 64-80 at tiny scale).
         dim: encoder width.
         depth, heads: causal transformer layers / heads.
-        pool: average pooling after the 50 Hz transformer (4 -> 12.5 Hz).
+        pool: downsampling from the 50 Hz front end (4 -> 12.5 Hz).
+        downsample: ``"stack"`` (frames concatenated before the transformer, the default) or ``"mean"`` (averaged
+            after a 50 Hz transformer); see :class:`CausalSpeechEncoder`.
         quantizer: a :class:`~moss_components.quantizers.Quantizer` whose ``dim`` equals ``dim``; default
             ``CosineVQ(dim, 512)``.
         ctc_upsample: time upsampling before the CTC head.
@@ -51,9 +53,10 @@ class SemanticVQTokenizer(SpeechTokenizer):
         ctc_upsample: int = 3,
         ctc_depth: int = 2,
         dropout: float = 0.1,
+        downsample: str = "stack",
     ) -> None:
         super().__init__()
-        self.encoder = CausalSpeechEncoder(sample_rate, n_mels, dim, depth, heads, pool, dropout)
+        self.encoder = CausalSpeechEncoder(sample_rate, n_mels, dim, depth, heads, pool, dropout, downsample=downsample)
         self.quantizer = quantizer if quantizer is not None else CosineVQ(dim=dim, codebook_size=512)
         if self.quantizer.dim != dim:
             raise ValueError(f"quantizer dim {self.quantizer.dim} does not match the encoder dim {dim}")

@@ -8,8 +8,10 @@ from moss_components.quantizers import FSQ, CosineVQ
 from moss_components.tokenizers import SemanticVQTokenizer, SpeechTokenizer, load_speech_tokenizer, save_pretrained
 
 
-def tiny(quantizer=None):
-    return SemanticVQTokenizer(n_mels=32, dim=64, depth=2, heads=2, ctc_depth=1, quantizer=quantizer).eval()
+def tiny(quantizer=None, downsample="stack"):
+    return SemanticVQTokenizer(
+        n_mels=32, dim=64, depth=2, heads=2, ctc_depth=1, quantizer=quantizer, downsample=downsample
+    ).eval()
 
 
 def test_interface_and_rates():
@@ -22,8 +24,9 @@ def test_interface_and_rates():
     assert out.ids.dtype == torch.long and out.ids.max() < 512
 
 
-def test_chunked_encoding_gives_the_ids_of_encoding_at_once():
-    tok = tiny()
+@pytest.mark.parametrize("downsample", ["stack", "mean"])
+def test_chunked_encoding_gives_the_ids_of_encoding_at_once(downsample):
+    tok = tiny(downsample=downsample)
     wav = torch.randn(2, 3 * 16000 + 517) * 0.1
     whole = tok.encode(wav, 16000).ids
     for piece_len in (777, 1280, 4000):
@@ -32,8 +35,9 @@ def test_chunked_encoding_gives_the_ids_of_encoding_at_once():
         assert torch.equal(ids, whole), piece_len
 
 
-def test_causal_future_audio_does_not_change_past_ids():
-    tok = tiny()
+@pytest.mark.parametrize("downsample", ["stack", "mean"])
+def test_causal_future_audio_does_not_change_past_ids(downsample):
+    tok = tiny(downsample=downsample)
     wav = torch.randn(1, 32000) * 0.1
     a = tok.encode(wav, 16000).ids
     b = tok.encode(torch.cat([wav, torch.randn(1, 16000)], 1), 16000).ids
@@ -52,6 +56,11 @@ def test_fsq_quantizer_is_swappable():
     tok = tiny(FSQ(dim=64, levels=[4, 4, 4]))
     assert tok.codebook_size == 64
     assert tok.encode(torch.randn(1, 16000) * 0.1, 16000).ids.max() < 64
+
+
+def test_unknown_downsampling_is_named():
+    with pytest.raises(ValueError, match="downsample 'max' is not 'stack' or 'mean'"):
+        tiny(downsample="max")
 
 
 def test_quantizer_dim_mismatch():
