@@ -7,6 +7,10 @@ Each training stage is a LightningCLI ``fit`` of a config under ``configs/`` wit
 merged in; the merged config is kept in the stage's folder, so any stage can be rerun by hand with
 ``moss-speech fit -c RUN/<stage>/config.yaml``. A finished stage leaves ``RUN/stages/<stage>.json`` and is skipped
 when the pipeline is run again.
+
+Ablations reuse a finished run: ``--base runs/demo --stages pt2 sft evaluate --overrides
+'pt2:model.init_args.freezing={class_path: moss_components.freezing.NoFreeze}'`` links every other stage's outputs
+from ``runs/demo`` and retrains only PT-2 and SFT with the changed part.
 """
 
 from __future__ import annotations
@@ -35,7 +39,9 @@ class PipelinePreset:
         corpus: the ``synth-data`` preset.
         configs: the config preset of each training stage (``configs/<stage>/<name>.yaml``).
         minutes: per training stage, the budget in CPU minutes on 2 cores (the stage stops early when it is spent).
-        max_steps: per training stage, a cap on optimizer steps overriding the config's (smoke runs).
+        max_steps: per training stage, the optimizer steps overriding the config's; the learning-rate schedule
+            spans them, so set them to about what ``minutes`` allows.
+        validate: run the stages' validation loops (off for smoke runs).
         eval_items: questions per figure of the report (None: the whole test split).
         codec_items: read-speech test utterances for the codec figures.
         max_new_tokens: the longest answer evaluation generates.
@@ -45,6 +51,7 @@ class PipelinePreset:
     configs: str
     minutes: dict[str, float] = field(default_factory=dict)
     max_steps: dict[str, int] = field(default_factory=dict)
+    validate: bool = True
     eval_items: int | None = 200
     codec_items: int = 64
     max_new_tokens: int = 120
@@ -68,6 +75,7 @@ PRESETS = {
         corpus="micro",
         configs="tiny",
         max_steps=dict.fromkeys(TRAINING_STAGES, 2),
+        validate=False,
         eval_items=2,
         codec_items=2,
         max_new_tokens=8,
@@ -88,11 +96,58 @@ def _merge(base: dict, override: dict) -> dict:
     return out
 
 
-class Pipeline:
-    """One run of the pipeline in ``layout.root``; see the module docstring."""
+def parse_override(text: str) -> tuple[str, dict]:
+    """``"pt2:model.init_args.lr=0.001"`` -> ``("pt2", {"model": {"init_args": {"lr": 0.001}}})``.
 
-    def __init__(self, layout: RunLayout, preset: PipelinePreset, seed: int = 0) -> None:
+    The value is read as YAML, so ``{class_path: ..., init_args: {...}}`` swaps a whole component.
+    """
+    stage, sep, rest = text.partition(":")
+    key, eq, value = rest.partition("=")
+    if not sep or not eq or not key or stage not in TRAINING_STAGES:
+        raise ValueError(f"override {text!r} is not STAGE:dotted.key=value with STAGE one of {TRAINING_STAGES}")
+    tree: object = yaml.safe_load(value)
+    for part in reversed(key.split(".")):
+        tree = {part: tree}
+    return stage, tree
+
+
+class Pipeline:
+    """One run of the pipeline in ``layout.root``; see the module docstring.
+
+    Args:
+        layout: the run directory.
+        preset: sizes and budgets.
+        seed: seed of the corpus and of every stage.
+        overrides: per training stage, a config tree merged over the stage's config (after the run's paths). A
+            stage whose override sets ``trainer.max_steps`` trains for exactly that many steps, without the
+            preset's time budget, so that ablation variants get the same number of steps.
+    """
+
+    def __init__(
+        self, layout: RunLayout, preset: PipelinePreset, seed: int = 0, overrides: dict[str, dict] | None = None
+    ) -> None:
         self.layout, self.preset, self.seed = layout, preset, seed
+        self.overrides = overrides or {}
+
+    def adopt(self, base: RunLayout, stages: tuple[str, ...]) -> list[str]:
+        """Link the outputs of ``stages`` finished in ``base`` into this run and mark them done here.
+
+        Returns the stages adopted. A stage unfinished in ``base`` is an error, named with its folder.
+        """
+        adopted = []
+        for stage in stages:
+            if self.done(stage):
+                continue
+            if not base.record(stage).is_file():
+                raise FileNotFoundError(f"base run {base.root} has not finished stage {stage!r} ({base.record(stage)})")
+            link = self.layout.stage_dir(stage)
+            link.parent.mkdir(parents=True, exist_ok=True)
+            if not link.exists():
+                link.symlink_to(base.stage_dir(stage).resolve(), target_is_directory=True)
+            self.layout.record(stage).parent.mkdir(parents=True, exist_ok=True)
+            self.layout.record(stage).write_text(base.record(stage).read_text())
+            adopted.append(stage)
+        return adopted
 
     # ------------------------------------------------------------------ bookkeeping
 
@@ -121,6 +176,7 @@ class Pipeline:
         if not base_path.is_file():
             raise FileNotFoundError(f"no config {base_path} for stage {stage!r} (preset {self.preset.configs!r})")
         config = _merge(yaml.safe_load(base_path.read_text()), self._overrides(stage))
+        config = _merge(config, self.overrides.get(stage, {}))
         trainer = config.setdefault("trainer", {})
         stage_dir = self.layout.stage_dir(stage)
         trainer["default_root_dir"] = str(stage_dir)
@@ -128,14 +184,17 @@ class Pipeline:
         trainer["enable_model_summary"] = False
         trainer["logger"] = {"class_path": "lightning.pytorch.loggers.CSVLogger",
                              "init_args": {"save_dir": str(stage_dir), "name": "logs"}}  # fmt: skip
-        minutes = self.preset.minutes.get(stage)
-        if minutes is not None:
-            callbacks = [c for c in trainer.get("callbacks") or [] if not c["class_path"].endswith("CPUTimeBudget")]
-            callbacks.append({"class_path": "lightning_modules.callbacks.CPUTimeBudget",
-                              "init_args": {"minutes": minutes, "threads": 2}})  # fmt: skip
-            trainer["callbacks"] = callbacks
-        if stage in self.preset.max_steps:
-            trainer["max_steps"] = self.preset.max_steps[stage]
+        # An override's max_steps is the budget (ablations get equal steps); otherwise the preset's steps and minutes.
+        callbacks = [c for c in trainer.get("callbacks") or [] if not c["class_path"].endswith("CPUTimeBudget")]
+        if "max_steps" not in self.overrides.get(stage, {}).get("trainer", {}):
+            if stage in self.preset.max_steps:
+                trainer["max_steps"] = self.preset.max_steps[stage]
+            minutes = self.preset.minutes.get(stage)
+            if minutes is not None:
+                callbacks.append({"class_path": "lightning_modules.callbacks.CPUTimeBudget",
+                                  "init_args": {"minutes": minutes, "threads": 2}})  # fmt: skip
+        trainer["callbacks"] = callbacks
+        if not self.preset.validate:
             trainer["limit_val_batches"] = 0
             trainer["log_every_n_steps"] = 1
         config["seed_everything"] = self.seed
@@ -221,7 +280,14 @@ class Pipeline:
         bar.close()
 
 
-def pipeline(preset: str = "tiny", out: str = "runs/demo", seed: int = 0, stages: list[str] | None = None) -> None:
+def pipeline(
+    preset: str = "tiny",
+    out: str = "runs/demo",
+    seed: int = 0,
+    stages: list[str] | None = None,
+    base: str | None = None,
+    overrides: list[str] | None = None,
+) -> None:
     """Run the embedded default end to end: corpus, codec, text LLM, PT-1, PT-2, SFT, evaluation.
 
     Resumable: a rerun skips the stages already finished (delete ``OUT/stages/<stage>.json`` to redo one).
@@ -232,13 +298,24 @@ def pipeline(preset: str = "tiny", out: str = "runs/demo", seed: int = 0, stages
         out: the run directory.
         seed: seed of the corpus and of every stage.
         stages: run only these stages (default: all, in order).
+        base: a finished run whose other stages (those not in ``stages``) are linked into OUT instead of rerun.
+        overrides: ``STAGE:dotted.key=yaml_value`` changes to a training stage's config, e.g.
+            ``pt2:trainer.max_steps=200`` or ``sft:model.init_args.router={class_path: ...}``.
     """
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; expected one of {sorted(PRESETS)}")
     unknown = set(stages or ()) - set(STAGES)
     if unknown:
         raise ValueError(f"unknown stages {sorted(unknown)}; expected some of {STAGES}")
-    run = Pipeline(RunLayout(out), PRESETS[preset], seed)
+    if base and not stages:
+        raise ValueError("base needs stages: the stages to rerun (every other stage is linked from the base run)")
+    tree: dict[str, dict] = {}
+    for text in overrides or ():
+        stage, change = parse_override(text)
+        tree[stage] = _merge(tree.get(stage, {}), change)
+    run = Pipeline(RunLayout(out), PRESETS[preset], seed, tree)
+    if base:
+        run.adopt(RunLayout(base), tuple(s for s in STAGES if s not in stages))
     run.run(tuple(s for s in STAGES if not stages or s in stages))
     report = RunLayout(out).root / "report.md"
     if report.is_file():

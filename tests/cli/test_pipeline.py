@@ -3,7 +3,7 @@ import json
 import pytest
 import yaml
 
-from moss_components.cli.pipeline import PRESETS, STAGES, TRAINING_STAGES, Pipeline, _merge, pipeline
+from moss_components.cli.pipeline import PRESETS, STAGES, TRAINING_STAGES, Pipeline, _merge, parse_override, pipeline
 from moss_components.evaluation.run_layout import RunLayout
 
 
@@ -28,6 +28,19 @@ def test_stage_configs_write_into_the_run_and_chain_the_stages(tmp_path, stage):
         assert init["init_from"] == str(tmp_path / previous / "export")
     if stage in ("pt1", "pt2", "sft"):
         assert init["trunk"]["init_args"]["path"] == str(tmp_path / "text_llm" / "export")
+
+
+def test_overrides_parse_as_yaml_and_steps_replace_the_time_budget(tmp_path):
+    assert parse_override("pt2:model.init_args.freezing={class_path: a.B}") == (
+        "pt2",
+        {"model": {"init_args": {"freezing": {"class_path": "a.B"}}}},
+    )
+    with pytest.raises(ValueError, match="'pt9:x=1' is not STAGE:dotted.key=value"):
+        parse_override("pt9:x=1")
+    run = Pipeline(RunLayout(tmp_path), PRESETS["tiny"], overrides=dict([parse_override("pt2:trainer.max_steps=7")]))
+    trainer = yaml.safe_load(run.stage_config("pt2").read_text())["trainer"]
+    assert trainer["max_steps"] == 7
+    assert not [c for c in trainer.get("callbacks") or [] if c["class_path"].endswith("CPUTimeBudget")]
 
 
 def test_unknown_preset_and_stage_are_named():
@@ -57,3 +70,13 @@ def test_smoke_pipeline_runs_every_stage_and_resumes(tmp_path):
     before = {s: layout.record(s).read_text() for s in STAGES}
     pipeline(preset="smoke", out=str(out))  # a rerun skips every finished stage
     assert {s: layout.record(s).read_text() for s in STAGES} == before
+
+    # an ablation variant: everything but SFT linked from the run, SFT retrained with a changed config
+    variant = tmp_path / "variant"
+    pipeline(preset="smoke", out=str(variant), base=str(out), stages=["sft", "evaluate"],
+             overrides=["sft:trainer.max_steps=1"])  # fmt: skip
+    assert (variant / "pt2").is_symlink() and not (variant / "sft").is_symlink()
+    assert yaml.safe_load((variant / "sft" / "config.yaml").read_text())["trainer"]["max_steps"] == 1
+    assert json.loads((variant / "report.json").read_text())["text_path_unchanged"] is True
+    with pytest.raises(FileNotFoundError, match="has not finished stage 'corpus'"):
+        pipeline(preset="smoke", out=str(tmp_path / "v2"), base=str(tmp_path / "nothing"), stages=["sft"])
