@@ -1,10 +1,15 @@
 """Cosine-similarity vector quantizer with EMA codebook updates and dead-code restarts.
 
-Vectors are projected to a small space (~32-d) and L2-normalized; the nearest code is the one with the largest
-dot product. Codes follow the data by exponential moving averages (no codebook gradient), codes nobody picked for
-a while are restarted on random vectors of the current batch, and a short warm-up passes the continuous vectors
-through untouched while the codebook is already being fitted. At tiny scale this kept 92% of 512 codes in use,
-where FSQ(8,8,8) collapsed to one code during CTC's all-blank phase.
+Vectors are projected to a small space (8 to 32 dimensions) and L2-normalized; the nearest code is the one with
+the largest dot product. Codes follow the data by exponential moving averages (no codebook gradient), codes nobody
+picked for a while are restarted on random vectors of the current batch, and a short warm-up passes the continuous
+vectors through untouched. When the warm-up ends, the codebook is set by spherical k-means (k-means++ seeding) over
+the vectors of its last ``kmeans_window`` steps, so that no code starts where there is no data.
+
+At tiny scale (512 codes, configs/tokenizer/tiny.yaml) the code space's width decided whether the codebook
+survived: with 32 dimensions one seed of three kept 11-19% of the codes in use and learned CTC about 3x slower;
+with 8 dimensions both seeds tried had 79-93% in use by step 600. FSQ(8,8,8) collapsed to one code during
+CTC's all-blank phase.
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ class CosineVQ(Quantizer):
             ``restart_every`` steps, is restarted (0 = only codes nobody picked).
         warmup_steps: training steps that bypass quantization (the codebook is still fitted).
         restart_every: check for dead codes every this many training steps.
+        kmeans_window: training steps at the end of the warm-up whose vectors seed the codebook by k-means (0: off).
+        kmeans_iters: k-means iterations.
     """
 
     def __init__(
@@ -43,6 +50,8 @@ class CosineVQ(Quantizer):
         dead_threshold: float = 0.0,
         warmup_steps: int = 200,
         restart_every: int = 20,
+        kmeans_window: int = 50,
+        kmeans_iters: int = 10,
     ) -> None:
         super().__init__()
         self.dim = dim
@@ -53,6 +62,9 @@ class CosineVQ(Quantizer):
         self.dead_threshold = dead_threshold
         self.warmup_steps = warmup_steps
         self.restart_every = restart_every
+        self.kmeans_window = kmeans_window
+        self.kmeans_iters = kmeans_iters
+        self._kmeans_vectors: list[torch.Tensor] = []  # transient: a resume inside the window skips the k-means
         self.proj_in = nn.Linear(dim, code_dim)
         self.proj_out = nn.Linear(code_dim, dim)
         self.register_buffer("codebook", F.normalize(torch.randn(codebook_size, code_dim), dim=-1))
@@ -91,19 +103,52 @@ class CosineVQ(Quantizer):
                 self.ema_sum[dead] = pick
                 self.ema_count[dead] = 1.0
 
+    @torch.no_grad()
+    def _kmeans_init(self, x: torch.Tensor) -> None:
+        """Spherical k-means (k-means++ seeding) of unit vectors ``x`` ``(M, code_dim)`` into the codebook."""
+        k = self._size
+        gen = torch.Generator(device="cpu").manual_seed(int(self.steps))
+        # k-means++ seeding: each new center drawn with probability ~ squared cosine distance to the nearest so far
+        centers = x.new_empty(k, x.shape[1])
+        centers[0] = x[int(torch.randint(0, x.shape[0], (1,), generator=gen))]
+        dist = (1 - x @ centers[0]).clamp_min(0).square()
+        for i in range(1, k):
+            weights = dist.cpu() + 1e-12
+            centers[i] = x[int(torch.multinomial(weights, 1, generator=gen))]
+            dist = torch.minimum(dist, (1 - x @ centers[i]).clamp_min(0).square())
+        for _ in range(self.kmeans_iters):
+            assign = (x @ centers.T).argmax(dim=-1)
+            sums = torch.zeros_like(centers).index_add_(0, assign, x)
+            counts = torch.bincount(assign, minlength=k)
+            empty = counts == 0
+            centers = F.normalize(sums, dim=-1)
+            if empty.any():
+                refill = torch.randint(0, x.shape[0], (int(empty.sum()),), generator=gen).to(x.device)
+                centers[empty] = F.normalize(x[refill] + 0.01 * torch.randn_like(x[refill]), dim=-1)
+        self.codebook.copy_(centers)
+        self.ema_sum.copy_(centers)
+        self.ema_count.fill_(1.0)
+        self.recent.zero_()
+
     def forward(self, z: torch.Tensor, mask: torch.Tensor | None = None) -> QuantizerOutput:
         """``z`` ``(B, N, D)`` -> quantized ``(B, N, D)``, ids ``(B, N)``; updates the codebook in training."""
         zn = F.normalize(self.proj_in(z).float(), dim=-1)
-        ids = self._nearest(zn)
         if self.training:
             self.steps += 1
-            flat = zn.reshape(-1, self.code_dim)
-            flat_ids = ids.reshape(-1)
+            flat = zn.detach().reshape(-1, self.code_dim)
             if mask is not None:
-                keep = mask.reshape(-1)
-                flat, flat_ids = flat[keep], flat_ids[keep]
+                flat = flat[mask.reshape(-1)]
+            step = int(self.steps)
+            if self.kmeans_window and self.warmup_steps - self.kmeans_window < step <= self.warmup_steps:
+                self._kmeans_vectors.append(flat)
+            elif step == self.warmup_steps + 1 and self._kmeans_vectors:
+                self._kmeans_init(torch.cat(self._kmeans_vectors))
+                self._kmeans_vectors = []
+        ids = self._nearest(zn)
+        if self.training:
+            flat_ids = ids.reshape(-1) if mask is None else ids.reshape(-1)[mask.reshape(-1)]
             if flat.shape[0]:
-                self._update(flat.detach(), flat_ids)
+                self._update(flat, flat_ids)
         code = self.codebook[ids]
         bypassed = self.training and int(self.steps) <= self.warmup_steps
         if bypassed:

@@ -39,6 +39,24 @@ def test_dead_codes_are_restarted_on_data():
     assert (usage > 0).float().mean() > 0.6
 
 
+def test_warmup_ends_with_a_kmeans_codebook_that_covers_clustered_data():
+    """Data in 16 tight clusters: k-means at the switch puts a code on every cluster (random codes would not)."""
+    torch.manual_seed(0)
+    vq = CosineVQ(dim=4, codebook_size=16, code_dim=4, warmup_steps=3, kmeans_window=3, restart_every=1000)
+    with torch.no_grad():  # identity projection, so the clusters are the code space's
+        vq.proj_in.weight.copy_(torch.eye(4))
+        vq.proj_in.bias.zero_()
+    centers = F.normalize(torch.randn(16, 4), dim=-1)
+    data = lambda: (centers[torch.randint(0, 16, (1, 400))] + 0.01 * torch.randn(1, 400, 4))  # noqa: E731
+    for _ in range(3):
+        assert vq(data()).bypassed
+    out = vq(data())
+    assert not out.bypassed and not vq._kmeans_vectors
+    nearest_code = (centers @ vq.codebook.T).max(dim=-1).values
+    assert nearest_code.min() > 0.99, nearest_code
+    assert len(out.ids.unique()) == 16
+
+
 def test_mask_excludes_padding_from_updates():
     vq = CosineVQ(dim=8, codebook_size=4, code_dim=4, warmup_steps=0)
     before = vq.ema_count.clone()
