@@ -21,6 +21,7 @@ from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset
 
 from lightning_modules.data.skip_report import attach_skip_report
+from moss_components.audio import resample
 from moss_components.data.audio_io import SkipCounter, UnusableAudio, load_audio
 from moss_components.data.manifest import corpus_root, find_manifest, read_manifest, resolve_audio
 
@@ -35,6 +36,8 @@ class AudioTextDataset(Dataset):
             ``None`` keeps whole utterances (what CTC training needs).
         min_seconds / max_seconds: shorter / longer clips are skipped and counted.
         random_crop: random crop offsets (training) or the first ``crop_seconds`` (validation).
+        speed_perturb: ``(low, high)``: play each clip at a speed drawn uniformly from this range (tempo and pitch
+            together, Kaldi-style), a cheap way to widen the set of voices; ``None`` leaves clips as they are.
     """
 
     def __init__(
@@ -45,7 +48,11 @@ class AudioTextDataset(Dataset):
         min_seconds: float = 0.05,
         max_seconds: float | None = 30.0,
         random_crop: bool = True,
+        speed_perturb: tuple[float, float] | None = None,
     ) -> None:
+        if speed_perturb is not None and not 0 < speed_perturb[0] <= speed_perturb[1]:
+            raise ValueError(f"speed_perturb {speed_perturb} is not a range (low, high) with 0 < low <= high")
+        self.speed_perturb = speed_perturb
         self.manifest = Path(manifest)
         self.records = read_manifest(self.manifest, required=("id", "audio", "text"))
         self.root = corpus_root(self.manifest)
@@ -75,6 +82,11 @@ class AudioTextDataset(Dataset):
         except UnusableAudio as err:
             self.skips.mark(i, err.reason)
             return None
+        if self.speed_perturb is not None:
+            low, high = self.speed_perturb
+            speed = low + (high - low) * float(torch.rand(()))
+            # read as if recorded at speed * rate, resampled back: 1/speed times as long, pitch times speed
+            wav = resample(wav, round(self.sample_rate * speed), self.sample_rate)
         if self.crop is not None and wav.numel() > self.crop:
             extra = wav.numel() - self.crop
             # torch's RNG: reseeded per worker and epoch by the DataLoader, reproducible under seed_everything.
@@ -106,6 +118,7 @@ class AudioTextDataModule(LightningDataModule):
         min_seconds / max_seconds: clips outside are skipped and counted.
         num_workers: DataLoader worker processes.
         shuffle: shuffle the training set (crops and order follow torch's seed: use ``seed_everything``).
+        speed_perturb: ``(low, high)`` speed range for training clips (see :class:`AudioTextDataset`).
     """
 
     def __init__(
@@ -122,6 +135,7 @@ class AudioTextDataModule(LightningDataModule):
         max_seconds: float | None = 30.0,
         num_workers: int = 0,
         shuffle: bool = True,
+        speed_perturb: tuple[float, float] | None = None,
     ) -> None:
         super().__init__()
         if manifest_dir is None and train_manifest is None:
@@ -158,6 +172,7 @@ class AudioTextDataModule(LightningDataModule):
                 min_seconds=h.min_seconds,
                 max_seconds=h.max_seconds,
                 random_crop=train,
+                speed_perturb=self.hparams.speed_perturb if train else None,
             )
             self.skip_counters[split] = self.datasets[split].skips
         return self.datasets[split]

@@ -32,6 +32,18 @@ def test_random_crops(micro_corpus):
     assert batch["wav"].shape[1] == 8000 and torch.all(batch["wav_lengths"] <= 8000)
 
 
+def test_speed_perturbation_changes_length_by_one_over_speed_in_training_only(micro_corpus):
+    plain = AudioTextDataModule(str(micro_corpus), batch_size=4, shuffle=False)
+    slow = AudioTextDataModule(str(micro_corpus), batch_size=4, shuffle=False, speed_perturb=(0.5, 0.5))
+    for dm in (plain, slow):
+        dm.setup("fit")
+    a, b = plain.datasets["train"][0]["wav"], slow.datasets["train"][0]["wav"]
+    assert abs(b.numel() - 2 * a.numel()) <= 2
+    assert slow.datasets["validation"].speed_perturb is None
+    with pytest.raises(ValueError, match="speed_perturb \\(1.1, 0.9\\) is not a range"):
+        AudioTextDataModule(str(micro_corpus), speed_perturb=(1.1, 0.9)).setup("fit")
+
+
 def _corrupt_copy(micro_corpus, tmp_path):
     """A copy of the micro corpus with one unreadable, one NaN, one silent, one 8 kHz stereo item, one empty text."""
     root = tmp_path / "bad"
