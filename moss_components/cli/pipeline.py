@@ -8,9 +8,12 @@ merged in; the merged config is kept in the stage's folder, so any stage can be 
 ``moss-speech fit -c RUN/<stage>/config.yaml``. A finished stage leaves ``RUN/stages/<stage>.json`` and is skipped
 when the pipeline is run again.
 
-Ablations reuse a finished run: ``--base runs/demo --stages pt2 sft evaluate --overrides
-'pt2:model.init_args.freezing={class_path: moss_components.freezing.NoFreeze}'`` links every other stage's outputs
-from ``runs/demo`` and retrains only PT-2 and SFT with the changed part.
+Ablations reuse a finished run::
+
+    moss-speech pipeline --out runs/nf --base runs/demo --stages '[pt2, sft, evaluate]' \
+        --overrides '["pt2:model.init_args.freezing={class_path: moss_components.freezing.NoFreeze}"]'
+
+links every other stage's outputs from ``runs/demo`` and retrains only PT-2 and SFT with the changed part.
 """
 
 from __future__ import annotations
