@@ -47,7 +47,7 @@ def test_warmup_ends_with_a_kmeans_codebook_that_covers_clustered_data():
         vq.proj_in.weight.copy_(torch.eye(4))
         vq.proj_in.bias.zero_()
     centers = F.normalize(torch.randn(16, 4), dim=-1)
-    data = lambda: (centers[torch.randint(0, 16, (1, 400))] + 0.01 * torch.randn(1, 400, 4))  # noqa: E731
+    data = lambda: centers[torch.randint(0, 16, (1, 400))] + 0.01 * torch.randn(1, 400, 4)  # noqa: E731
     for _ in range(3):
         assert vq(data()).bypassed
     out = vq(data())
