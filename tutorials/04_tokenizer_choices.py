@@ -29,6 +29,7 @@ import random
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -106,6 +107,8 @@ class Budget:
         nll_clips: test clips for the speech NLL per second.
         qa_items: test questions per QA figure (None: all seen-fact questions).
         cloze_items: spoken and text cloze items (whole pairs; None: all).
+        tokenizer_seeds: extra seeds of the tokenizer stage alone (seed 0 is the variant's own run), for the CER's
+            spread.
         timing_clips, timing_reps: clips per timed training step, and timed repetitions per variant.
     """
 
@@ -119,6 +122,7 @@ class Budget:
     nll_clips: int = 300
     qa_items: int | None = 150
     cloze_items: int | None = 200
+    tokenizer_seeds: tuple[int, ...] = (1,)
     timing_clips: int = 8
     timing_reps: int = 5
 
@@ -262,48 +266,63 @@ def curve(rows: list[dict], key: str) -> tuple[list[int], list[float]]:
 # ---------------------------------------------------------------------------------------------------------- driver
 
 
+def cached(path: Path, compute, threads: int) -> dict:
+    """``compute()`` once, kept as JSON at ``path``: a rerun of the script only computes what is missing."""
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(compute(), indent=2))
+        torch.set_num_threads(threads)  # evaluate_codec sets its own
+    return json.loads(path.read_text())
+
+
+def codec_figures(layout: RunLayout, budget: Budget, folder: Path, threads: int) -> dict:
+    """Tokenizer CER and code usage on unseen-voice read test speech (``evaluate_codec`` without a decoder). The
+    report goes under ``folder``: a variant's own ``codec_eval/`` is a link into the base run."""
+    return evaluate_codec(
+        tokenizer=str(layout.export("tokenizer")),
+        manifest=str(layout.corpus / "read" / "test.jsonl"),
+        out=str(folder),
+        max_utterances=budget.codec_items,
+        examples=0,
+        num_threads=threads,
+    )
+
+
 def run_variant(variant: Variant, budget: Budget, base: Path, out: Path, threads: int) -> dict:
-    """Train the variant (resumable) and measure it; each group of figures is cached in
-    ``OUT/figures/<variant>/<group>.json``, so a rerun only computes what is missing."""
+    """Train the variant (resumable) and measure it; figures are cached under ``OUT/figures/<variant>/``."""
     layout = RunLayout(out / variant.folder)
     overrides = variant.overrides(budget.steps, budget.batch_sizes)
     pipeline(preset=budget.preset, out=str(layout.root), base=str(base), stages=STAGES, overrides=overrides)
     folder = out / "figures" / variant.folder
-
-    def cached(group: str, compute) -> dict:
-        path = folder / f"{group}.json"
-        if not path.is_file():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(compute(), indent=2))
-            torch.set_num_threads(threads)  # evaluate_codec sets its own
-        return json.loads(path.read_text())
-
-    # the codec report goes under OUT/figures: the variant's codec_eval/ is a link into the base run
-    codec = cached(
-        "codec",
-        lambda: evaluate_codec(
-            tokenizer=str(layout.export("tokenizer")),
-            manifest=str(layout.corpus / "read" / "test.jsonl"),
-            out=str(folder / "codec"),
-            max_utterances=budget.codec_items,
-            examples=0,
-            num_threads=threads,
-        ),
-    )
+    codec = cached(folder / "codec.json", lambda: codec_figures(layout, budget, folder / "codec", threads), threads)
+    nll = cached(folder / "nll.json", lambda: speech_nll_per_second(layout, "pt2", budget.nll_clips), threads)
+    qa = cached(folder / "qa.json", lambda: spoken_qa(layout, budget.qa_items, PRESETS[budget.preset].max_new_tokens),
+                threads)  # fmt: skip
+    # the tokenizer alone, again with other seeds: how much of a CER difference is the seed's
+    cers = {0: codec["tokenizer_cer"]}
+    for seed in budget.tokenizer_seeds:
+        again = RunLayout(out / f"{variant.folder}_seed{seed}")
+        tokenizer_only = [o for o in overrides if o.startswith("tokenizer:")]
+        pipeline(preset=budget.preset, out=str(again.root), base=str(base), stages=["tokenizer"], seed=seed,
+                 overrides=tokenizer_only)  # fmt: skip
+        seed_dir = folder / f"codec_seed{seed}"
+        compute = partial(codec_figures, again, budget, seed_dir, threads)
+        cers[seed] = cached(seed_dir / "codec.json", compute, threads)["tokenizer_cer"]
     return {
         "variant": variant.name,
         "codebook_size": variant.codebook_size,
         "frame_rate_hz": variant.frame_rate,
-        "tokenizer_cer": codec["tokenizer_cer"],
+        "tokenizer_cer": codec["tokenizer_cer"],  # seed 0: the tokenizer the LM stages used
+        "tokenizer_cer_by_seed": cers,
+        "tokenizer_cer_mean": statistics.fmean(cers.values()),
         "codebook_usage": codec["codebook_usage"],
         "codebook_perplexity": codec["codebook_perplexity"],
         "codec_utterances": codec["utterances"],
-        **{
-            f"speech_{k}": v
-            for k, v in cached("nll", lambda: speech_nll_per_second(layout, "pt2", budget.nll_clips)).items()
-        },
-        **cached("qa", lambda: spoken_qa(layout, budget.qa_items, PRESETS[budget.preset].max_new_tokens)),
-        **cached("cloze", lambda: cloze(layout, budget.cloze_items)),
+        **{f"speech_{k}": v for k, v in nll.items()},
+        # the entropy of the test ids' code distribution, per second: what a context-blind LM would score
+        "code_entropy_nats_per_second": math.log(codec["codebook_perplexity"]) * nll["ids_per_second"],
+        **qa,
+        **cached(folder / "cloze.json", lambda: cloze(layout, budget.cloze_items), threads),
         "stage_wall_seconds": {s: json.loads(layout.record(s).read_text())["wall_seconds"] for s in STAGES},
     }
 
@@ -314,19 +333,24 @@ def check_figures(rows: list[dict]) -> None:
         for key in ("tokenizer_cer", "codebook_usage", "s2t_accuracy", "t2t_accuracy", "spoken_cloze_accuracy"):
             if r[key] is None or not 0 <= r[key] <= (10 if key == "tokenizer_cer" else 1):
                 raise ValueError(f"{r['variant']}: {key} = {r[key]} is out of range")
-        for key in ("speech_nats_per_second", "speech_ids_per_second", "step_seconds"):
+        for seed, cer in r["tokenizer_cer_by_seed"].items():
+            if not 0 <= cer <= 10:
+                raise ValueError(f"{r['variant']}: tokenizer CER of seed {seed} = {cer} is out of range")
+        for key in ("speech_nats_per_second", "code_entropy_nats_per_second", "speech_ids_per_second", "step_seconds"):
             if not (math.isfinite(r[key]) and r[key] > 0):
                 raise ValueError(f"{r['variant']}: {key} = {r[key]} is not a positive number")
 
 
 def markdown_table(rows: list[dict]) -> str:
-    head = ("| variant | tokenizer CER | codes used | speech NLL (nats/s) | nats/id | spoken cloze | S->T acc | "
-            "T->T acc | ids/s | train step, CPU ms (ratio) |")  # fmt: skip
-    lines = [head, "|" + "---|" * 10]
+    seeds = " / ".join(str(s) for s in rows[0]["tokenizer_cer_by_seed"])
+    head = (f"| variant | tokenizer CER (seed {seeds}) | codes used | speech NLL (nats/s) | code entropy (nats/s) | "
+            "NLL nats/id | spoken cloze | S->T acc | T->T acc | ids/s | train step, CPU ms (ratio) |")  # fmt: skip
+    lines = [head, "|" + "---|" * 11]
     for r in rows:
+        cers = " / ".join(f"{c:.3f}" for c in r["tokenizer_cer_by_seed"].values())
         lines.append(
-            f"| {r['variant']} | {r['tokenizer_cer']:.3f} | {r['codebook_usage']:.2f} | "
-            f"{r['speech_nats_per_second']:.1f} | {r['speech_nats_per_id']:.2f} | "
+            f"| {r['variant']} | {cers} | {r['codebook_usage']:.2f} | {r['speech_nats_per_second']:.1f} | "
+            f"{r['code_entropy_nats_per_second']:.1f} | {r['speech_nats_per_id']:.2f} | "
             f"{r['spoken_cloze_accuracy']:.3f} ± {r['spoken_cloze_stderr']:.3f} | "
             f"{r['s2t_accuracy']:.3f} ± {r['s2t_stderr']:.3f} | {r['t2t_accuracy']:.3f} ± {r['t2t_stderr']:.3f} | "
             f"{r['speech_ids_per_second']:.1f} | {1000 * r['step_seconds']:.0f} ({r['step_ratio']:.2f}) |"
@@ -343,7 +367,7 @@ def plot(rows: list[dict], layouts: dict[str, RunLayout], folder: Path) -> list[
     names = [r["variant"] for r in rows]
     colors = ["#4c72b0" if r["frame_rate_hz"] == 12.5 else "#dd8452" for r in rows]
     panels = [
-        ("tokenizer CER (lower is better)", [r["tokenizer_cer"] for r in rows], None),
+        ("tokenizer CER, mean of seeds (dots: each seed)", [r["tokenizer_cer_mean"] for r in rows], None),
         ("speech NLL per second, nats/s (PT-2)", [r["speech_nats_per_second"] for r in rows], None),
         ("spoken cloze (SFT; chance 0.5, ± s.e.)", [r["spoken_cloze_accuracy"] for r in rows],
          [r["spoken_cloze_stderr"] for r in rows]),
@@ -356,7 +380,12 @@ def plot(rows: list[dict], layouts: dict[str, RunLayout], folder: Path) -> list[
         ax.set_title(title, fontsize=10)
         ax.tick_params(axis="x", labelrotation=30, labelsize=8)
     axes[2].axhline(0.5, color="grey", ls="--", lw=1)
-    for r, x in zip(rows, range(len(rows))):
+    for x, r in enumerate(rows):
+        cers = list(r["tokenizer_cer_by_seed"].values())
+        axes[0].plot([x] * len(cers), cers, "k.", ms=6)
+        axes[1].plot([x - 0.4, x + 0.4], [r["code_entropy_nats_per_second"]] * 2, "k-", lw=2)
+    axes[1].set_title("speech NLL per second, nats/s (PT-2);\nblack: entropy of the codes", fontsize=10)
+    for x, r in enumerate(rows):
         axes[-1].annotate(f"{r['speech_ids_per_second']:.1f} ids/s", (x, 0), ha="center", va="bottom", fontsize=7)
     fig.tight_layout()
     summary = folder / "tokenizer_choices.png"

@@ -37,6 +37,9 @@ def test_smoke_budget(smoke_base, tmp_path):
         r = rows[name]
         assert r["codebook_size"] == codes and r["frame_rate_hz"] == rate
         assert 0 <= r["tokenizer_cer"] <= 10 and 0 < r["codebook_usage"] <= 1
+        assert list(r["tokenizer_cer_by_seed"]) == ["0", "1"] and r["tokenizer_cer_by_seed"]["0"] == r["tokenizer_cer"]
+        assert all(0 <= c <= 10 for c in r["tokenizer_cer_by_seed"].values())
+        assert 0 < r["code_entropy_nats_per_second"] <= math.log(codes) * r["speech_ids_per_second"] + 1e-9
         assert 0 <= r["s2t_accuracy"] <= 1 and 0 <= r["t2t_accuracy"] <= 1 and r["s2t_n"] > 0
         assert math.isfinite(r["speech_nats_per_second"]) and r["speech_nats_per_second"] > 0
         # nats/s = nats/id * ids/s, and ids/s is the tokenizer's rate (a clip's last partial frame counts)
@@ -47,6 +50,11 @@ def test_smoke_budget(smoke_base, tmp_path):
         run = tmp_path / folder
         index = json.loads((run / "speech_ids" / "read" / "train.index.json").read_text())
         assert (index["codebook_size"], index["frame_rate"]) == (codes, rate)
+        # the second tokenizer seed: the same tokenizer, another seed
+        again = yaml.safe_load((tmp_path / f"{folder}_seed1" / "tokenizer" / "config.yaml").read_text())
+        tok = again["model"]["init_args"]["tokenizer"]["init_args"]
+        assert again["seed_everything"] == 1
+        assert (tok["quantizer"]["init_args"]["codebook_size"], 50 / tok["pool"]) == (codes, rate)
         for stage in ("pt1", "pt2", "sft"):
             assert not (run / stage).is_symlink()
             lm = json.loads((run / stage / "export" / "config.json").read_text())
