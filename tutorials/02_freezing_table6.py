@@ -16,7 +16,7 @@ Each is scored on spoken cloze and text cloze (moss_components.evaluation.cloze)
 text LLM, and spoken QA (S->S text-free, S->T, T->T).
 
     .venv/bin/python tutorials/02_freezing_table6.py --budget smoke   # ~1 min, on the smoke run
-    .venv/bin/python tutorials/02_freezing_table6.py --budget full    # on runs/demo (make demo), ~20 min
+    .venv/bin/python tutorials/02_freezing_table6.py --budget full    # on runs/demo (make demo), ~30 CPU-min
 """
 
 from __future__ import annotations
@@ -71,6 +71,8 @@ class Budget:
         max_new_tokens: the longest generated answer.
         cloze_items: spoken and text cloze items (whole pairs; None: every test item).
         seeds: training seeds of the retrained stages (the corpus and the base stages are the base run's).
+        spread_seeds: PT-2 is also retrained with these seeds (from the same PT-1) for the seed spread of the
+            figures measured after PT-2.
     """
 
     preset: str
@@ -82,12 +84,13 @@ class Budget:
     max_new_tokens: int
     cloze_items: int | None
     seeds: tuple[int, ...]
+    spread_seeds: tuple[int, ...] = ()
 
 
 BUDGETS = {
-    # the smoke preset caps every stage at 2 steps whatever the overrides say
-    "smoke": Budget("smoke", "runs/tutorials/base-smoke", 2, 2, 2, 2, 8, None, (0,)),
-    "full": Budget("tiny", "runs/demo", 80, 300, 50, 48, 48, 300, (0,)),
+    # smoke: 2 steps a stage, like the smoke base run itself (a wiring check, no quality)
+    "smoke": Budget("smoke", "runs/tutorials/base-smoke", 2, 2, 2, 2, 8, None, (0,), (1,)),
+    "full": Budget("tiny", "runs/demo", 80, 300, 50, 48, 48, 300, (0,), (1, 2)),
 }
 
 VARIANTS = ("FP-Full", "FP-Shared", "FP-Layerwise", "NF", "NF-NoSplit")
@@ -124,22 +127,33 @@ def variant_plan(variant: str, budget: Budget) -> tuple[list[str], list[str]]:
 
 
 @torch.no_grad()
+def score_pt2(run: Path) -> dict:
+    """The figures of the pretrained model (after PT-2), as the paper's Table 6 measures: text cloze, text
+    perplexity over the base LLM's, speech NLL of the test statements."""
+    layout = RunLayout(run)
+    tokenizer = AutoTokenizer.from_pretrained(layout.export("pt2"), local_files_only=True)
+    pt2 = load_moss_speech(layout.export("pt2")).eval()
+    text_items, _ = load_cloze_items(layout)
+    text = text_figures(layout)
+    return {
+        "text_cloze_accuracy_after_pt2": text_cloze_accuracy(pt2, tokenizer, text_items),
+        "text_ppl_ratio_after_pt2": text["text_ppl_after_pt2"] / text["text_ppl_base"],
+        "speech_nll_after_pt2": speech_nll(pt2, [ids for _, ids in load_statement_speech(layout)]),
+    }
+
+
+@torch.no_grad()
 def score_variant(run: Path, budget: Budget) -> dict:
     """The figures of one variant: cloze, speech NLL and text perplexity, and spoken QA on a subset of the test
     questions (held-out facts left out, as in the report's S->S figure), asked greedily."""
     layout = RunLayout(run)
     tokenizer = AutoTokenizer.from_pretrained(layout.export("sft"), local_files_only=True)
-    sft, pt2 = load_moss_speech(layout.export("sft")).eval(), load_moss_speech(layout.export("pt2")).eval()
+    sft = load_moss_speech(layout.export("sft")).eval()
     out = cloze_figures(layout, sft, tokenizer, max_items=budget.cloze_items)
-    # the paper's Table 6 measures the pretrained model: text cloze and speech NLL after PT-2 too
-    text_items, _ = load_cloze_items(layout)
-    out["text_cloze_accuracy_after_pt2"] = text_cloze_accuracy(pt2, tokenizer, text_items)
-    statements = [ids for _, ids in load_statement_speech(layout)]
-    out["speech_nll_after_pt2"] = speech_nll(pt2, statements)
-    out["speech_nll_after_sft"] = speech_nll(sft, statements)
+    out.update(score_pt2(run))
+    out["speech_nll_after_sft"] = speech_nll(sft, [ids for _, ids in load_statement_speech(layout)])
     text = text_figures(layout)
     out["text_ppl_base"] = text["text_ppl_base"]
-    out["text_ppl_ratio_after_pt2"] = text["text_ppl_after_pt2"] / text["text_ppl_base"]
     out["text_ppl_ratio_after_sft"] = text["text_ppl_after_sft"] / text["text_ppl_base"]
 
     judge = load_recognizer(layout.export("judge")).eval()
@@ -202,13 +216,13 @@ def summarize(per_seed: dict[str, list[dict]]) -> dict[str, dict]:
     for variant, runs in per_seed.items():
         row: dict = {}
         for key in runs[0]:
-            values = [r[key] for r in runs if r[key] is not None]
+            values = [r[key] for r in runs if r.get(key) is not None]
             row[key] = sum(values) / len(values) if values else None
             if len(values) > 1:
                 row[f"{key}_seed_std"] = float(torch.tensor(values, dtype=torch.float64).std())
         for key, n_key in ACCURACY_COUNTS.items():
             if row[key] is not None:
-                row[f"{key}_ci95"] = wilson(row[key], sum(r[n_key] or 0 for r in runs))
+                row[f"{key}_ci95"] = wilson(row[key], sum(r.get(n_key) or 0 for r in runs))
         out[variant] = row
     return out
 
@@ -259,37 +273,45 @@ def plot(summary: dict[str, dict], per_seed: dict[str, list[dict]], out: Path) -
     names = list(summary)
     x = range(len(names))
     base_cloze = summary[names[0]]["text_cloze_accuracy_base"]
+    # accuracies as bars from 0 with 95% item intervals; NLL and perplexity as points, zoomed, one dot per seed
     panels = [
-        ("spoken cloze accuracy (SFT)", [("spoken_cloze_accuracy", "spoken")], [(0.5, "chance", ":")]),
-        ("speech NLL per token, held-out read speech", [("speech_nll_after_pt2", "after PT-2"),
-                                                        ("speech_nll_after_sft", "after SFT")], []),
-        ("text cloze accuracy", [("text_cloze_accuracy_after_pt2", "after PT-2"), ("text_cloze_accuracy", "after SFT")],
+        ("spoken cloze accuracy (SFT)", "bar", [("spoken_cloze_accuracy", "spoken")], [(0.5, "chance", ":")]),
+        ("speech NLL per token after PT-2, held-out read speech", "point",
+         [("speech_nll_after_pt2", "after PT-2")], []),
+        ("text cloze accuracy", "bar", [("text_cloze_accuracy_after_pt2", "after PT-2"),
+                                        ("text_cloze_accuracy", "after SFT")],
          [(0.5, "chance", ":"), (base_cloze, "base text LLM", "--")]),
-        ("text perplexity / base text LLM", [("text_ppl_ratio_after_pt2", "after PT-2"),
-                                              ("text_ppl_ratio_after_sft", "after SFT")],
+        ("text perplexity / base text LLM", "point", [("text_ppl_ratio_after_pt2", "after PT-2"),
+                                                       ("text_ppl_ratio_after_sft", "after SFT")],
          [(1.0, "base text LLM", "--")]),
-        ("spoken QA accuracy", [("s2s_text_free_accuracy", "S->S text-free"), ("s2t_accuracy", "S->T"),
-                                ("t2t_accuracy", "T->T")], []),
+        ("spoken QA accuracy (SFT)", "bar", [("s2s_text_free_accuracy", "S->S text-free"), ("s2t_accuracy", "S->T"),
+                                             ("t2t_accuracy", "T->T")], []),
     ]  # fmt: skip
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.4 * len(panels), 4))
-    for ax, (title, series, references) in zip(axes, panels):
+    fig, axes = plt.subplots(2, 3, figsize=(15, 8))
+    for ax, (title, style, series, references) in zip(axes.flat, panels):
         width = 0.8 / len(series)
         for s, (key, label) in enumerate(series):
             pos = [i + (s - (len(series) - 1) / 2) * width for i in x]
             values = [summary[n][key] or 0.0 for n in names]
-            errors = None
-            if f"{key}_ci95" in summary[names[0]]:
-                errors = [[v - summary[n][f"{key}_ci95"][0] for n, v in zip(names, values)],
-                          [summary[n][f"{key}_ci95"][1] - v for n, v in zip(names, values)]]  # fmt: skip
-            ax.bar(pos, values, width, yerr=errors, capsize=3, label=label)
+            if style == "bar":
+                errors = None
+                if f"{key}_ci95" in summary[names[0]]:
+                    errors = [[v - summary[n][f"{key}_ci95"][0] for n, v in zip(names, values)],
+                              [summary[n][f"{key}_ci95"][1] - v for n, v in zip(names, values)]]  # fmt: skip
+                ax.bar(pos, values, width, yerr=errors, capsize=3, label=label)
+            else:
+                ax.plot(pos, values, "o", ms=8, mfc="none", label=f"{label} (mean of seeds)")
             for i, n in enumerate(names):  # one dot per seed
-                ax.plot([pos[i]] * len(per_seed[n]), [r[key] or 0.0 for r in per_seed[n]], "k.", ms=4)
-        for value, label, style in references:
+                seeds = [r[key] for r in per_seed[n] if r.get(key) is not None]
+                ax.plot([pos[i]] * len(seeds), seeds, "k.", ms=4)
+        for value, label, line in references:
             if value is not None:
-                ax.axhline(value, color="grey", ls=style, lw=1, label=label)
+                ax.axhline(value, color="grey", ls=line, lw=1, label=label)
         ax.set_xticks(list(x), names, rotation=30, ha="right", fontsize=8)
         ax.set_title(title, fontsize=10)
         ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(panels) :]:
+        ax.axis("off")
     fig.tight_layout()
     bars = out / "table6_variants.png"
     fig.savefig(bars, dpi=110)
@@ -341,6 +363,18 @@ def main(argv: list[str] | None = None) -> dict:
         pipeline(preset=budget.preset, out=str(run), seed=seed, base=str(start), stages=stages, overrides=overrides)
         per_seed[variant].append(score_variant(run, budget))
         walls[f"{variant}/seed{seed}"] = round(time.time() - t, 1)
+
+    # the seed spread of PT-2: retrained from the same PT-1 with other seeds, scored as a pretrained model
+    first = budget.seeds[0]
+    for variant, seed in tqdm([(v, s) for v in VARIANTS for s in budget.spread_seeds], desc="PT-2 seeds", unit="run"):
+        t = time.time()
+        start = out / ("NF-NoSplit" if variant == "NF-NoSplit" else "PT-1") / f"seed{first}"
+        run = out / variant / f"seed{seed}-pt2"
+        overrides = [o for o in variant_plan(variant, budget)[1] if o.startswith("pt2:")]
+        overrides.append(f"pt2:data.init_args.seed={seed}")  # the pipeline's seed does not reach the data order
+        pipeline(preset=budget.preset, out=str(run), seed=seed, base=str(start), stages=["pt2"], overrides=overrides)
+        per_seed[variant].append(score_pt2(run))
+        walls[f"{variant}/seed{seed}-pt2"] = round(time.time() - t, 1)
 
     summary = summarize(per_seed)
     variants = list(summary)

@@ -5,12 +5,15 @@ Four variants of the semantic tokenizer (configs/tokenizer/tiny.yaml): 256, 512 
 SFT on top of a finished base run (its corpus, text LLM and ASR judge are reused), with the same steps for every
 variant. Measured per variant:
 
-- tokenizer CER: the tokenizer's own CTC head reading the quantized ids of unseen-voice test speech;
+- tokenizer CER: the tokenizer's own CTC head reading the quantized ids of unseen-voice test speech (the tokenizer
+  alone is trained with extra seeds too, for the CER's spread);
 - speech NLL per second: the PT-2 model's speech loss summed over a clip's ids / the clip's seconds (nats/s), so
-  that 12.5 Hz and 25 Hz ids compare fairly (the log of the perplexity of one second of speech);
-- spoken QA accuracy, speech in -> text out (S->T; T->T as a control). S->S would need a decoder trained per
-  tokenizer (the base run's decoder reads the base tokenizer's ids), which this budget leaves out;
-- sequence-length cost: speech ids per second of speech, and the time of one training step on the same clips.
+  that 12.5 Hz and 25 Hz ids compare fairly (the log of the perplexity of one second of speech), beside the
+  entropy of the codes per second;
+- spoken cloze and spoken QA, speech in -> text out (S->T; T->T as a control), of the SFT model. S->S would need a
+  decoder trained per tokenizer (the base run's decoder reads the base tokenizer's ids), which this budget leaves
+  out;
+- sequence-length cost: speech ids per second of speech, and the CPU time of one training step on the same clips.
 
     python tutorials/04_tokenizer_choices.py --budget smoke|full [--base DIR] [--out DIR]
 """
@@ -147,8 +150,9 @@ BUDGETS = {
         base="runs/demo",
         variants=VARIANTS,
         reference="512@12.5Hz",
-        steps={"tokenizer": 400, "pt1": 60, "pt2": 150, "sft": 100},  # ~25 min for all four on one loaded thread
+        steps={"tokenizer": 400, "pt1": 60, "pt2": 150, "sft": 100},
         qa_items=100,
+        tokenizer_seeds=(1, 2),
     ),
 }
 

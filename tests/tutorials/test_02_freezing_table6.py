@@ -53,6 +53,16 @@ def test_smoke_budget(smoke_base, tmp_path):
     ]
     assert pt1_steps[0] == pt1_steps[1] == results["budget_spec"]["pt1_steps"]
 
+    # PT-2 retrained with another seed (weights, data order) from the same PT-1, scored after PT-2
+    for variant in VARIANTS:
+        seeds = results["per_seed"][variant]
+        assert len(seeds) == 2 and set(seeds[1]) == {"text_cloze_accuracy_after_pt2", "text_ppl_ratio_after_pt2",
+                                                     "speech_nll_after_pt2"}  # fmt: skip
+        config = yaml.safe_load((tmp_path / variant / "seed1-pt2" / "pt2" / "config.yaml").read_text())
+        assert config["seed_everything"] == 1 and config["data"]["init_args"]["seed"] == 1
+    assert abs(results["per_seed"]["FP-Full"][1]["text_ppl_ratio_after_pt2"] - 1.0) < 1e-6
+    assert results["variants"]["NF"]["speech_nll_after_pt2_seed_std"] > 0  # the seeds trained differently
+
     table = (tmp_path / "table.md").read_text().strip().splitlines()
     assert len(table) == 2 + len(VARIANTS) and [line.split("|")[1].strip() for line in table[2:]] == VARIANTS
     for png in ("table6_variants.png", "table6_vs_paper.png"):

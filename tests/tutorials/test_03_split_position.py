@@ -56,7 +56,8 @@ def test_smoke_budget(smoke_base, tmp_path):
         and spread["speech_nll_after_pt1"][0] == (results["points"]["6"]["speech_nll_after_pt1"])
     )
     assert all(math.isfinite(v) and v > 0 for v in spread["speech_nll_after_pt1"]) and spread["std"] >= 0
-    assert yaml.safe_load((tmp_path / "shared6-seed1" / "pt1" / "config.yaml").read_text())["seed_everything"] == 1
+    config = yaml.safe_load((tmp_path / "shared6-seed1" / "pt1" / "config.yaml").read_text())
+    assert config["seed_everything"] == 1 and config["data"]["init_args"]["seed"] == 1
 
     table = (tmp_path / "table.md").read_text().strip().splitlines()
     assert len(table) == 2 + len(POINTS) and [line.split("|")[1].strip() for line in table[2:]] == POINTS
