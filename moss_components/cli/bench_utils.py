@@ -1,8 +1,9 @@
-"""What every ``moss-speech bench`` shares: a plain-text table, device sync, and peak memory of a block."""
+"""What every ``moss-speech bench`` shares: a plain-text table, device sync, peak memory of a block, thread count."""
 
 from __future__ import annotations
 
 import re
+from contextlib import contextmanager
 
 import torch
 
@@ -56,3 +57,14 @@ class PeakMemory:
             self.bytes = torch.cuda.max_memory_allocated() - self.start
         elif self.start is not None:
             self.bytes = _status_bytes("VmHWM") - self.start
+
+
+@contextmanager
+def torch_threads(n: int):
+    """``torch.set_num_threads(n)`` inside the block, the caller's count restored after it."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

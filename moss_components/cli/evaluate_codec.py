@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from moss_components.asr.ctc_vocab import cer, normalize_text
+from moss_components.cli.bench_utils import torch_threads
 
 __all__ = ["evaluate_codec"]
 
@@ -83,94 +84,94 @@ def evaluate_codec(
     from moss_components.tokenizers import load_speech_tokenizer
     from moss_components.vocoders import GriffinLimVocoder, load_vocoder
 
-    torch.set_num_threads(num_threads)
-    out_dir = Path(out)
-    (out_dir / "examples").mkdir(parents=True, exist_ok=True)
-    manifest_path = Path(manifest)
-    root = corpus_root(manifest_path)
-    rows = _read_manifest(manifest_path, max_utterances, unseen_only)
+    with torch_threads(num_threads):  # real-time factors depend on it; restored afterwards
+        out_dir = Path(out)
+        (out_dir / "examples").mkdir(parents=True, exist_ok=True)
+        manifest_path = Path(manifest)
+        root = corpus_root(manifest_path)
+        rows = _read_manifest(manifest_path, max_utterances, unseen_only)
 
-    tok = load_speech_tokenizer(tokenizer)
-    dec = load_decoder(decoder) if decoder else None
-    if dec is not None:
-        if vocoder in (None, "griffin-lim"):
-            m = dec.mel
-            voc = GriffinLimVocoder(m.sample_rate, m.n_mels, m.n_fft, m.hop_length)
+        tok = load_speech_tokenizer(tokenizer)
+        dec = load_decoder(decoder) if decoder else None
+        if dec is not None:
+            if vocoder in (None, "griffin-lim"):
+                m = dec.mel
+                voc = GriffinLimVocoder(m.sample_rate, m.n_mels, m.n_fft, m.hop_length)
+            else:
+                voc = load_vocoder(vocoder)
         else:
-            voc = load_vocoder(vocoder)
-    else:
-        voc = None
-    judge_model = load_recognizer(judge) if judge else None
-    if judge_model is None and not hasattr(tok, "transcribe"):
-        raise ValueError(f"{type(tok).__name__} has no CTC head to read audio with: pass --judge DIR")
-    read = judge_model.transcribe if judge_model is not None else tok.transcribe
+            voc = None
+        judge_model = load_recognizer(judge) if judge else None
+        if judge_model is None and not hasattr(tok, "transcribe"):
+            raise ValueError(f"{type(tok).__name__} has no CTC head to read audio with: pass --judge DIR")
+        read = judge_model.transcribe if judge_model is not None else tok.transcribe
 
-    counts = torch.zeros(tok.codebook_size, dtype=torch.long)
-    refs, hyp_orig, hyp_resynth, hyp_copy = [], [], [], []
-    audio_s = enc_s = dec_s = 0.0
-    for i, row in enumerate(rows):
-        wav, rate = _load_wav(root, row["audio"])
-        text = normalize_text(row["text"])
-        refs.append(text)
-        t0 = time.perf_counter()
-        enc = tok.encode([wav], rate)  # a list: one (C, T) clip, downmixed if stereo
-        enc_s += time.perf_counter() - t0
-        clip = tok.prepare([wav], rate)[0][0]
-        audio_s += clip.numel() / tok.sample_rate
-        ids = enc.ids[..., : int(enc.lengths[0])]
-        first = ids if ids.ndim == 2 else ids[:, 0]
-        counts += torch.bincount(first.flatten(), minlength=tok.codebook_size)
-        hyp_orig.append(read(clip, tok.sample_rate)[0])
-        if dec is None:
-            continue
-        t0 = time.perf_counter()
-        mel = dec.decode(first, steps=steps, guidance=guidance, seed=seed)
-        audio = voc(mel)[0]
-        dec_s += time.perf_counter() - t0
-        hyp_resynth.append(read(audio, voc.sample_rate)[0])
-        if voc.trainable:  # vocoder alone on the ground-truth mel: how much of the loss is the vocoder's
-            gt_mel = voc.mel(clip[None])
-            hyp_copy.append(read(voc(gt_mel)[0], voc.sample_rate)[0])
-        if i < examples:
-            name = str(row.get("id", i))
-            sf.write(out_dir / "examples" / f"{name}_orig.wav", clip.numpy(), tok.sample_rate)
-            sf.write(out_dir / "examples" / f"{name}_resynth.wav", audio.clamp(-1, 1).numpy(), voc.sample_rate)
-            target = dec.mel(clip[None])[0, :, : mel.shape[-1]]
-            save_spectrogram_png(
-                out_dir / "examples" / f"{name}.png",
-                [target, mel[0]],
-                [f"original: {text}", f"resynthesized: {hyp_resynth[-1]}"],
-            )
+        counts = torch.zeros(tok.codebook_size, dtype=torch.long)
+        refs, hyp_orig, hyp_resynth, hyp_copy = [], [], [], []
+        audio_s = enc_s = dec_s = 0.0
+        for i, row in enumerate(rows):
+            wav, rate = _load_wav(root, row["audio"])
+            text = normalize_text(row["text"])
+            refs.append(text)
+            t0 = time.perf_counter()
+            enc = tok.encode([wav], rate)  # a list: one (C, T) clip, downmixed if stereo
+            enc_s += time.perf_counter() - t0
+            clip = tok.prepare([wav], rate)[0][0]
+            audio_s += clip.numel() / tok.sample_rate
+            ids = enc.ids[..., : int(enc.lengths[0])]
+            first = ids if ids.ndim == 2 else ids[:, 0]
+            counts += torch.bincount(first.flatten(), minlength=tok.codebook_size)
+            hyp_orig.append(read(clip, tok.sample_rate)[0])
+            if dec is None:
+                continue
+            t0 = time.perf_counter()
+            mel = dec.decode(first, steps=steps, guidance=guidance, seed=seed)
+            audio = voc(mel)[0]
+            dec_s += time.perf_counter() - t0
+            hyp_resynth.append(read(audio, voc.sample_rate)[0])
+            if voc.trainable:  # vocoder alone on the ground-truth mel: how much of the loss is the vocoder's
+                gt_mel = voc.mel(clip[None])
+                hyp_copy.append(read(voc(gt_mel)[0], voc.sample_rate)[0])
+            if i < examples:
+                name = str(row.get("id", i))
+                sf.write(out_dir / "examples" / f"{name}_orig.wav", clip.numpy(), tok.sample_rate)
+                sf.write(out_dir / "examples" / f"{name}_resynth.wav", audio.clamp(-1, 1).numpy(), voc.sample_rate)
+                target = dec.mel(clip[None])[0, :, : mel.shape[-1]]
+                save_spectrogram_png(
+                    out_dir / "examples" / f"{name}.png",
+                    [target, mel[0]],
+                    [f"original: {text}", f"resynthesized: {hyp_resynth[-1]}"],
+                )
 
-    used = counts > 0
-    p = counts[used].float() / counts.sum()
-    report = {
-        "tokenizer": tokenizer,
-        "decoder": decoder,
-        "vocoder": vocoder or ("griffin-lim" if dec is not None else None),
-        "judge": judge or "tokenizer CTC head",
-        "manifest": str(manifest_path),
-        "utterances": len(rows),
-        "unseen_voices_only": unseen_only,
-        "audio_seconds": round(audio_s, 2),
-        "num_threads": num_threads,
-        "tokenizer_cer": round(cer(hyp_orig, refs), 4),
-        "codebook_usage": round(float(used.float().mean()), 4),
-        "codebook_perplexity": round(float((-(p * p.log()).sum()).exp()), 1),
-        "frame_rate_hz": tok.frame_rate,
-        "codebook_size": tok.codebook_size,
-        "encode_rtf": round(enc_s / max(audio_s, 1e-9), 4),
-    }
-    if dec is not None:
-        report["resynth_cer"] = round(cer(hyp_resynth, refs), 4)
-        if hyp_copy:
-            report["vocoder_copy_synthesis_cer"] = round(cer(hyp_copy, refs), 4)
-        report["decode_rtf"] = round(dec_s / max(audio_s, 1e-9), 4)
-        report["decoder_steps"] = steps if steps is not None else getattr(dec, "steps", None)
-    report["samples"] = [
-        {"ref": r, "tokenizer": h, **({"resynth": hyp_resynth[k]} if k < len(hyp_resynth) else {})}
-        for k, (r, h) in enumerate(zip(refs[:examples], hyp_orig[:examples]))
-    ]
-    (out_dir / "report.json").write_text(json.dumps(report, indent=2))
-    print(json.dumps({k: v for k, v in report.items() if k != "samples"}, indent=2))
-    return report
+        used = counts > 0
+        p = counts[used].float() / counts.sum()
+        report = {
+            "tokenizer": tokenizer,
+            "decoder": decoder,
+            "vocoder": vocoder or ("griffin-lim" if dec is not None else None),
+            "judge": judge or "tokenizer CTC head",
+            "manifest": str(manifest_path),
+            "utterances": len(rows),
+            "unseen_voices_only": unseen_only,
+            "audio_seconds": round(audio_s, 2),
+            "num_threads": num_threads,
+            "tokenizer_cer": round(cer(hyp_orig, refs), 4),
+            "codebook_usage": round(float(used.float().mean()), 4),
+            "codebook_perplexity": round(float((-(p * p.log()).sum()).exp()), 1),
+            "frame_rate_hz": tok.frame_rate,
+            "codebook_size": tok.codebook_size,
+            "encode_rtf": round(enc_s / max(audio_s, 1e-9), 4),
+        }
+        if dec is not None:
+            report["resynth_cer"] = round(cer(hyp_resynth, refs), 4)
+            if hyp_copy:
+                report["vocoder_copy_synthesis_cer"] = round(cer(hyp_copy, refs), 4)
+            report["decode_rtf"] = round(dec_s / max(audio_s, 1e-9), 4)
+            report["decoder_steps"] = steps if steps is not None else getattr(dec, "steps", None)
+        report["samples"] = [
+            {"ref": r, "tokenizer": h, **({"resynth": hyp_resynth[k]} if k < len(hyp_resynth) else {})}
+            for k, (r, h) in enumerate(zip(refs[:examples], hyp_orig[:examples]))
+        ]
+        (out_dir / "report.json").write_text(json.dumps(report, indent=2))
+        print(json.dumps({k: v for k, v in report.items() if k != "samples"}, indent=2))
+        return report

@@ -30,7 +30,11 @@ def _model_special_ids(model):
 
 
 def _model_tokenizer(model):
-    return getattr(model, "tokenizer", None)
+    from transformers import PreTrainedTokenizerBase
+
+    # only a text tokenizer: a speech tokenizer (TokenizerModule, DecoderModule) would be pickled into hparams.yaml
+    tokenizer = getattr(model, "tokenizer", None)
+    return tokenizer if isinstance(tokenizer, PreTrainedTokenizerBase) else None
 
 
 def check_speech_codebook(model, datamodule) -> None:

@@ -88,6 +88,11 @@ PRESETS = {
 
 STAGES = ("corpus", "tokenizer", "speech_ids", "decoder", "codec_eval", "judge", "text_llm", "pt1", "pt2", "sft",
           "evaluate")  # fmt: skip
+# what each stage reads: a stage adopted from a base run must not depend on one that this run retrains
+STAGE_INPUTS = {"corpus": (), "tokenizer": ("corpus",), "speech_ids": ("corpus", "tokenizer"),
+                "decoder": ("corpus", "tokenizer"), "codec_eval": ("corpus", "tokenizer", "decoder"),
+                "judge": ("corpus",), "text_llm": ("corpus",), "pt1": ("text_llm", "speech_ids"), "pt2": ("pt1",),
+                "sft": ("pt2",), "evaluate": ("codec_eval", "judge", "sft")}  # fmt: skip
 CONFIG_DIR = {"tokenizer": "tokenizer", "decoder": "decoder", "judge": "asr", "text_llm": "text", "pt1": "pt1",
               "pt2": "pt2", "sft": "sft"}  # fmt: skip
 
@@ -136,11 +141,20 @@ class Pipeline:
     def adopt(self, base: RunLayout, stages: tuple[str, ...]) -> list[str]:
         """Link the outputs of ``stages`` finished in ``base`` into this run and mark them done here.
 
-        Returns the stages adopted. A stage unfinished in ``base`` is an error, named with its folder.
+        Returns the stages adopted. A stage unfinished in ``base`` is an error, named with its folder; so is a stage
+        that reads a stage this run retrains (its base outputs would be stale). ``evaluate`` is never adopted: the
+        report belongs to the run that made it.
         """
+        retrained = set(STAGES) - set(stages)
+        for stage in stages:
+            stale = sorted(self._upstream(stage) & retrained)
+            if stale and stage != "evaluate":
+                raise ValueError(
+                    f"stage {stage!r} reads {stale}, which this run retrains; add {stage!r} to the stages to run"
+                )
         adopted = []
         for stage in stages:
-            if self.done(stage):
+            if self.done(stage) or stage == "evaluate":
                 continue
             if not base.record(stage).is_file():
                 raise FileNotFoundError(f"base run {base.root} has not finished stage {stage!r} ({base.record(stage)})")
@@ -152,6 +166,18 @@ class Pipeline:
             self.layout.record(stage).write_text(base.record(stage).read_text())
             adopted.append(stage)
         return adopted
+
+    @staticmethod
+    def _upstream(stage: str) -> set[str]:
+        """Every stage ``stage`` reads, directly or through others."""
+        out: set[str] = set()
+        todo = list(STAGE_INPUTS[stage])
+        while todo:
+            s = todo.pop()
+            if s not in out:
+                out.add(s)
+                todo.extend(STAGE_INPUTS[s])
+        return out
 
     # ------------------------------------------------------------------ bookkeeping
 
@@ -210,7 +236,8 @@ class Pipeline:
     def _overrides(self, stage: str) -> dict:
         lay = self.layout
         corpus = {"data": {"init_args": {"manifest_dir": str(lay.corpus)}}}
-        lm_data = {"data": {"init_args": {"corpus_dir": str(lay.corpus), "speech_cache_dir": str(lay.speech_ids)}}}
+        lm_data = {"data": {"init_args": {"corpus_dir": str(lay.corpus), "speech_cache_dir": str(lay.speech_ids),
+                                          "seed": self.seed}}}  # fmt: skip
         if stage == "tokenizer":
             return _merge(corpus, {"model": {"init_args": {"export_dir": str(lay.export("tokenizer"))}}})
         if stage == "decoder":

@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import soundfile as sf
+import torch
 
 from moss_components.asr import CTCRecognizer
 from moss_components.cli.evaluate_codec import evaluate_codec
@@ -56,8 +57,10 @@ def test_griffin_lim_and_tokenizer_only(tmp_path):
     tok = SemanticVQTokenizer(n_mels=32, dim=64, depth=1, heads=2, ctc_depth=1, quantizer=CosineVQ(64, 64))
     dec = FlowMatchingDecoder(codebook_size=64, dim=32, heads=2, encoder_depth=1, estimator_depth=1, steps=1)
     t, d = save_pretrained(tok, tmp_path / "tok"), save_pretrained(dec, tmp_path / "dec")
-    only = evaluate_codec(tokenizer=str(t), manifest=str(manifest), out=str(tmp_path / "a"))
+    threads = torch.get_num_threads()
+    only = evaluate_codec(tokenizer=str(t), manifest=str(manifest), out=str(tmp_path / "a"), num_threads=threads + 1)
     assert "resynth_cer" not in only and "tokenizer_cer" in only
+    assert torch.get_num_threads() == threads, "the caller's thread count was not restored"
     gl = evaluate_codec(
         tokenizer=str(t), decoder=str(d), vocoder="griffin-lim", manifest=str(manifest), out=str(tmp_path / "b")
     )

@@ -249,3 +249,15 @@ def test_atomic_checkpoint_io_keeps_the_old_file_when_a_write_dies(tmp_path, mon
     assert io.load_checkpoint(path)["global_step"] == 1 and sorted(tmp_path.iterdir()) == [path]
     with pytest.raises(ValueError, match="weights_only=False"):
         io.load_checkpoint(path, weights_only=False)
+
+
+def test_only_a_text_tokenizer_is_linked_to_the_data():
+    from types import SimpleNamespace
+
+    from moss_components.cli.lightning_cli import _model_tokenizer
+    from moss_components.text.char_tokenizer import build_char_tokenizer
+
+    text = build_char_tokenizer()
+    assert _model_tokenizer(SimpleNamespace(tokenizer=text)) is text
+    # a speech tokenizer (TokenizerModule, DecoderModule) would be pickled into hparams.yaml
+    assert _model_tokenizer(SimpleNamespace(tokenizer=torch.nn.Linear(1, 1))) is None

@@ -28,6 +28,15 @@ def test_stage_configs_write_into_the_run_and_chain_the_stages(tmp_path, stage):
         assert init["init_from"] == str(tmp_path / previous / "export")
     if stage in ("pt1", "pt2", "sft"):
         assert init["trunk"]["init_args"]["path"] == str(tmp_path / "text_llm" / "export")
+    if stage in ("text_llm", "pt1", "pt2", "sft"):
+        assert config["data"]["init_args"]["seed"] == config["seed_everything"] == 0
+
+
+def test_a_variant_that_retrains_a_stage_does_not_adopt_what_reads_it(tmp_path):
+    run = Pipeline(RunLayout(tmp_path / "variant"), PRESETS["tiny"])
+    adopt = tuple(s for s in STAGES if s != "tokenizer")
+    with pytest.raises(ValueError, match="stage 'speech_ids' reads \\['tokenizer'\\], which this run retrains"):
+        run.adopt(RunLayout(tmp_path / "base"), adopt)
 
 
 def test_overrides_parse_as_yaml_and_steps_replace_the_time_budget(tmp_path):
