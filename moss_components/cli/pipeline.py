@@ -141,17 +141,15 @@ class Pipeline:
     def adopt(self, base: RunLayout, stages: tuple[str, ...]) -> list[str]:
         """Link the outputs of ``stages`` finished in ``base`` into this run and mark them done here.
 
-        Returns the stages adopted. A stage unfinished in ``base`` is an error, named with its folder; so is a stage
-        that reads a stage this run retrains (its base outputs would be stale). ``evaluate`` is never adopted: the
-        report belongs to the run that made it.
+        Returns the stages adopted. A stage unfinished in ``base`` is an error, named with its folder. A stage that
+        reads one this run retrains is left out (its base outputs would be stale) and named on stdout; so is
+        ``evaluate``: the report belongs to the run that made it.
         """
         retrained = set(STAGES) - set(stages)
-        for stage in stages:
-            stale = sorted(self._upstream(stage) & retrained)
-            if stale and stage != "evaluate":
-                raise ValueError(
-                    f"stage {stage!r} reads {stale}, which this run retrains; add {stage!r} to the stages to run"
-                )
+        stale = [s for s in stages if s != "evaluate" and self._upstream(s) & retrained]
+        if stale:
+            print(f"not linked from {base.root}: {stale}, which read stages this run retrains")
+        stages = tuple(s for s in stages if s not in stale)
         adopted = []
         for stage in stages:
             if self.done(stage) or stage == "evaluate":

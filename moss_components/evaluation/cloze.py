@@ -302,13 +302,22 @@ def spoken_cloze_accuracy(model, tokenizer, items: list[SpeechClozeItem], batch_
     return cloze_accuracy(*spoken_cloze_scores(model, tokenizer, items, batch_size))
 
 
-def load_statement_speech(layout: RunLayout | str | Path, split: str = "test") -> list[tuple[str, torch.Tensor]]:
-    """``[(text, speech ids (T,))]`` of the read statements of ``read/{split}`` (test: voices unseen in training)."""
+def load_read_speech(
+    layout: RunLayout | str | Path, split: str = "test", kinds: tuple[str, ...] | None = None
+) -> list[tuple[str, torch.Tensor]]:
+    """``[(text, speech ids (T,))]`` of ``read/{split}`` (test: voices unseen in training), of the given ``kind``s
+    (``statement``, ``question`` ...; None: all) with cached ids."""
     layout = layout if isinstance(layout, RunLayout) else RunLayout(layout)
     manifest = layout.corpus / "read" / f"{split}.jsonl"
     cache = SpeechCache(cache_paths(manifest, layout.speech_ids)[0])
     records = read_manifest(manifest, required=("id", "text"))
-    return [(r["text"], cache[r["id"]]) for r in records if r.get("kind") == "statement" and r["id"] in cache]
+    return [(r["text"], cache[r["id"]]) for r in records
+            if (kinds is None or r.get("kind") in kinds) and r["id"] in cache]  # fmt: skip
+
+
+def load_statement_speech(layout: RunLayout | str | Path, split: str = "test") -> list[tuple[str, torch.Tensor]]:
+    """The read statements of ``read/{split}``: see :func:`load_read_speech`."""
+    return load_read_speech(layout, split, ("statement",))
 
 
 @torch.no_grad()

@@ -1,5 +1,6 @@
 """The figures of a pipeline run (``report.json``): spoken QA in four modality combinations, text ability before
-and after speech training, spoken and text cloze accuracy (``cloze.py``), and the ASR judge's own error rate.
+and after speech training, spoken and text cloze accuracy (``cloze.py``), whether the LM reads speech at all
+(``lm_asr.py``), and the ASR judge's own error rate.
 
 Everything is loaded from the run directory (see :class:`RunLayout`); nothing is trained here.
 """
@@ -19,7 +20,8 @@ from moss_components.data.audio_io import load_audio
 from moss_components.data.manifest import read_manifest
 from moss_components.data.speech_cache import SpeechCache, cache_paths
 from moss_components.decoders import load_decoder
-from moss_components.evaluation.cloze import cloze_figures
+from moss_components.evaluation.cloze import cloze_figures, load_read_speech
+from moss_components.evaluation.lm_asr import lm_asr_figures
 from moss_components.evaluation.run_layout import RunLayout
 from moss_components.evaluation.speech_output import SpeechOutput
 from moss_components.evaluation.spoken_qa import QAItem, answer_questions, summarize
@@ -124,6 +126,8 @@ def evaluate_run(
 
     figures.update(text_figures(layout))
     figures.update(cloze_figures(layout, model, tokenizer, split, max_items, seed))
+    asr_items = None if max_items is None else min(max_items, 64)
+    figures.update(lm_asr_figures(model, tokenizer, load_read_speech(layout, split), asr_items, seed))
     return figures, details
 
 

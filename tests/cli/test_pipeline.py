@@ -33,10 +33,15 @@ def test_stage_configs_write_into_the_run_and_chain_the_stages(tmp_path, stage):
 
 
 def test_a_variant_that_retrains_a_stage_does_not_adopt_what_reads_it(tmp_path):
+    base = RunLayout(tmp_path / "base")
+    for stage in STAGES:
+        base.stage_dir(stage).mkdir(parents=True)
+        base.record(stage).parent.mkdir(parents=True, exist_ok=True)
+        base.record(stage).write_text(json.dumps({"stage": stage, "wall_seconds": 1.0}))
     run = Pipeline(RunLayout(tmp_path / "variant"), PRESETS["tiny"])
-    adopt = tuple(s for s in STAGES if s != "tokenizer")
-    with pytest.raises(ValueError, match="stage 'speech_ids' reads \\['tokenizer'\\], which this run retrains"):
-        run.adopt(RunLayout(tmp_path / "base"), adopt)
+    adopted = run.adopt(base, tuple(s for s in STAGES if s != "pt1"))
+    assert adopted == ["corpus", "tokenizer", "speech_ids", "decoder", "codec_eval", "judge", "text_llm"]
+    assert (tmp_path / "variant" / "text_llm").is_symlink() and not (tmp_path / "variant" / "pt2").exists()
 
 
 def test_overrides_parse_as_yaml_and_steps_replace_the_time_budget(tmp_path):
