@@ -19,6 +19,7 @@ from lightning.pytorch.cli import OptimizerCallable
 from moss_components.checkpoints import load_moss_speech, load_weights, save_moss_speech
 from moss_components.freezing import FreezingPolicy, NoFreeze
 from moss_components.model import LayerSplitSpeechLM
+from moss_components.model.speech_embedding_init import SpeechEmbeddingInit
 from moss_components.optim import warmup_cosine_schedule
 from moss_components.routers import SpeechLMRouter
 from moss_components.special_ids import SpeechSpecialIds
@@ -49,6 +50,8 @@ class SpeechLMModule(LightningModule):
         warmup_steps, min_lr_ratio: the warm-up + cosine schedule over the run's optimizer steps.
         init_from: weights of a previous stage to start from (PT-2 from PT-1, SFT from PT-2): an exported
             directory, or a ``.safetensors`` file of this model's state dict.
+        speech_embedding_init: how the new speech embedding table starts when there is no ``init_from`` (PT-1):
+            e.g. ``CTCAlignedInit`` (each id from its characters as the speech tokenizer reads them); None: random.
         export_dir: where ``on_fit_end`` writes the trained model (MOSS-Speech layout + tokenizer); None = nowhere.
         start_of_speech_token, modality_pad_token: the tokenizer's tokens for the grid's text-side special ids.
         fused_loss: compute the head losses with the fused linear cross-entropy kernel (no full logits).
@@ -65,13 +68,14 @@ class SpeechLMModule(LightningModule):
         warmup_steps: int = 0,
         min_lr_ratio: float = 0.1,
         init_from: str | None = None,
+        speech_embedding_init: SpeechEmbeddingInit | None = None,
         start_of_speech_token: str = "<|speech_start|>",
         modality_pad_token: str = "<|speech_pad|>",
         fused_loss: bool = False,
         export_dir: str | None = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["trunk", "router", "freezing", "optimizer"])
+        self.save_hyperparameters(ignore=["trunk", "router", "freezing", "optimizer", "speech_embedding_init"])
         self.trunk = trunk
         self.tokenizer = trunk.load_tokenizer()
         self.special_ids = SpeechSpecialIds.from_tokenizer(
@@ -91,6 +95,8 @@ class SpeechLMModule(LightningModule):
             else:
                 load_weights(self.model, init_from)
             log.info("initialized from %s", init_from)
+        elif speech_embedding_init is not None:
+            speech_embedding_init.apply(self.model, self.tokenizer)
         self.export_dir = export_dir
         # trunks load in eval mode; Lightning keeps each module's mode, so switch to training explicitly
         self.model.train()

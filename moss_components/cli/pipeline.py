@@ -251,6 +251,10 @@ class Pipeline:
         init = {"trunk": trunk, "export_dir": str(lay.export(stage))}
         if previous:
             init["init_from"] = str(lay.export(previous))
+        else:  # PT-1 starts the speech embeddings from the tokenizer's reading of them
+            init["speech_embedding_init"] = {"class_path": "moss_components.model.CTCAlignedInit",
+                                             "init_args": {"tokenizer": str(lay.export("tokenizer")),
+                                                           "speech_cache_dir": str(lay.speech_ids)}}  # fmt: skip
         return _merge(
             lm_data, {"model": {"init_args": init}, "data": {"init_args": {"text_tokenizer": str(lay.text_llm)}}}
         )

@@ -3,5 +3,13 @@
 from moss_components.model.layer_split import LayerSplitSpeechLM, SplitError
 from moss_components.model.loss import IGNORE_INDEX
 from moss_components.model.output import SpeechLMOutput
+from moss_components.model.speech_embedding_init import CTCAlignedInit, SpeechEmbeddingInit
 
-__all__ = ["IGNORE_INDEX", "LayerSplitSpeechLM", "SpeechLMOutput", "SplitError"]
+__all__ = [
+    "CTCAlignedInit",
+    "IGNORE_INDEX",
+    "LayerSplitSpeechLM",
+    "SpeechEmbeddingInit",
+    "SpeechLMOutput",
+    "SplitError",
+]

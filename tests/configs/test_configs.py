@@ -43,6 +43,9 @@ def _overrides(config: Path, assets: dict, out: Path) -> list[str]:
     trunk = m.get("trunk", {})
     if trunk.get("class_path", "").endswith("PretrainedTrunk"):
         args.append(f"--model.init_args.trunk.init_args.path={assets['text_llm']}")
+    if m.get("speech_embedding_init"):
+        init = "--model.init_args.speech_embedding_init.init_args"
+        args += [f"{init}.tokenizer={assets['tokenizer']}", f"{init}.speech_cache_dir={assets['cache']}"]
     if m.get("init_from"):
         args.append(f"--model.init_args.init_from={assets['speech_lm_export']}")
     return args
