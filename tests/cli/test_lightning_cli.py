@@ -39,6 +39,8 @@ def _pt1_args(assets, out: Path) -> list[str]:
         f"--model.init_args.export_dir={out / 'export'}",
         f"--data.init_args.corpus_dir={assets['corpus']}",
         f"--data.init_args.speech_cache_dir={assets['cache']}",
+        f"--model.init_args.speech_embedding_init.init_args.tokenizer={assets['tokenizer']}",
+        f"--model.init_args.speech_embedding_init.init_args.speech_cache_dir={assets['cache']}",
         f"--trainer.default_root_dir={out}",
     ]  # fmt: skip
 
@@ -95,6 +97,10 @@ def test_wrong_class_is_rejected_at_parse_time(key, wrong, expected, capsys):
 
 def test_codebook_mismatch_names_both_sizes(assets, tmp_path):
     with pytest.raises(ValueError, match=r"codebook_size 512.*num_speech_codes=64"):
+        run_lightning_cli(["fit", *_pt1_args(assets, tmp_path), "--model.init_args.num_speech_codes=64",
+                           "--model.init_args.speech_embedding_init=null", "--trainer.fast_dev_run=true"])  # fmt: skip
+    # the CTC-aligned start checks the tokenizer's codebook against the model too
+    with pytest.raises(ValueError, match=r"tokenizer has 512 codes.*set num_speech_codes=512"):
         run_lightning_cli(["fit", *_pt1_args(assets, tmp_path), "--model.init_args.num_speech_codes=64",
                            "--trainer.fast_dev_run=true"])  # fmt: skip
 
