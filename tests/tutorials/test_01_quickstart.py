@@ -1,9 +1,6 @@
 """Tutorial 01 (quickstart) in its smoke budget: PT-1 and SFT from configs/quickstart/, then ``chat`` on the result."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import soundfile as sf
@@ -11,20 +8,8 @@ import soundfile as sf
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_quickstart_smoke(smoke_base, tmp_path):
-    env = {**os.environ, "TRITON_INTERPRET": "1", "OMP_NUM_THREADS": "1"}
-    cmd = [
-        sys.executable,
-        str(REPO / "tutorials" / "01_quickstart.py"),
-        "--budget",
-        "smoke",
-        "--base",
-        str(smoke_base),
-        "--out",
-        str(tmp_path),
-    ]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+def test_quickstart_smoke(smoke_base, run_tutorial, tmp_path):
+    proc = run_tutorial("01_quickstart.py", tmp_path)
 
     results = json.loads((tmp_path / "results.json").read_text())
     # both stages trained for the smoke budget's steps and exported a speech LM chat can load

@@ -3,9 +3,6 @@ written."""
 
 import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import yaml
@@ -14,14 +11,8 @@ REPO = Path(__file__).resolve().parents[2]
 POINTS = ["0", "3", "6"]  # the smoke budget's split points
 
 
-def test_smoke_budget(smoke_base, tmp_path):
-    env = {**os.environ, "TRITON_INTERPRET": "1", "OMP_NUM_THREADS": "1"}
-    script = REPO / "tutorials" / "03_split_position.py"
-    done = subprocess.run(
-        [sys.executable, str(script), "--budget", "smoke", "--base", str(smoke_base), "--out", str(tmp_path)],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-4000:]
+def test_smoke_budget(run_tutorial, tmp_path):
+    run_tutorial("03_split_position.py", tmp_path)
 
     results = json.loads((tmp_path / "results.json").read_text())
     layers = results["num_hidden_layers"]

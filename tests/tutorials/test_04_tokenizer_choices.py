@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
-SCRIPT = REPO / "tutorials" / "04_tokenizer_choices.py"
 MIMI_CONFIG = REPO / "configs" / "tokenizer" / "codecs" / "mimi.yaml"
 SMOKE_VARIANTS = {"256@12.5Hz": (256, 12.5, "cb256_12.5hz"), "512@25Hz": (512, 25.0, "cb512_25hz")}
 # a tiny random Mimi (the shape tests/tokenizers/test_codecs.py uses): 64 codes, 12.5 Hz
@@ -24,11 +20,8 @@ MIMI = dict(
 )  # fmt: skip
 
 
-def test_smoke_budget(smoke_base, tmp_path):
-    env = {**os.environ, "TRITON_INTERPRET": "1", "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, str(SCRIPT), "--budget", "smoke", "--base", str(smoke_base), "--out", str(tmp_path)]
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+def test_smoke_budget(run_tutorial, tmp_path):
+    proc = run_tutorial("04_tokenizer_choices.py", tmp_path, timeout=300)
 
     results = json.loads((tmp_path / "results" / "results.json").read_text())
     rows = {r["variant"]: r for r in results["variants"]}

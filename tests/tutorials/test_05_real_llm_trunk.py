@@ -4,20 +4,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-SCRIPT = REPO / "tutorials" / "05_real_llm_trunk.py"
 
 
-def test_smoke_budget(smoke_base, tmp_path):
-    env = {**os.environ, "TRITON_INTERPRET": "1", "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, str(SCRIPT), "--budget", "smoke", "--base", str(smoke_base), "--out", str(tmp_path)]
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+def test_smoke_budget(run_tutorial, tmp_path):
+    proc = run_tutorial("05_real_llm_trunk.py", tmp_path, timeout=300)
 
     r = json.loads((tmp_path / "results" / "results.json").read_text())
     assert r["text_logits_equal"] is True and r["answers_unchanged"] is True

@@ -3,28 +3,13 @@ and ``chat`` streamed against one-shot, on a reduced grid."""
 
 import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_latency_streaming_smoke(smoke_base, tmp_path):
-    env = {**os.environ, "TRITON_INTERPRET": "1", "OMP_NUM_THREADS": "1"}
-    cmd = [
-        sys.executable,
-        str(REPO / "tutorials" / "06_latency_streaming.py"),
-        "--budget",
-        "smoke",
-        "--base",
-        str(smoke_base),
-        "--out",
-        str(tmp_path),
-    ]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+def test_latency_streaming_smoke(run_tutorial, tmp_path):
+    proc = run_tutorial("06_latency_streaming.py", tmp_path)
 
     results = json.loads((tmp_path / "results.json").read_text())
     chunks, lookaheads = results["chunks"], results["lookaheads"]
