@@ -76,6 +76,8 @@ class CausalSpeechEncoder(nn.Module):
         dropout: dropout inside the transformer.
         downsample: ``"stack"`` (frames concatenated before the transformer) or ``"mean"`` (averaged after it).
         mel_mean, mel_std: fixed normalization of the natural-log mel (causal, unlike per-utterance norms).
+        augment: applied to the normalized mel ``(B, n_mels, frames)`` in training mode only, e.g.
+            :class:`~moss_components.features.SpecAugment`; never in :meth:`stream`.
     """
 
     def __init__(
@@ -90,6 +92,7 @@ class CausalSpeechEncoder(nn.Module):
         mel_mean: float = -5.0,
         mel_std: float = 4.0,
         downsample: str = "stack",
+        augment: nn.Module | None = None,
     ) -> None:
         super().__init__()
         if downsample not in ("stack", "mean"):
@@ -105,6 +108,7 @@ class CausalSpeechEncoder(nn.Module):
         self.stack = nn.Linear(pool * dim, dim) if downsample == "stack" and pool > 1 else None
         self.dim = dim
         self.mel_mean, self.mel_std = mel_mean, mel_std
+        self.augment = augment
 
     @property
     def hop_samples(self) -> int:
@@ -126,6 +130,8 @@ class CausalSpeechEncoder(nn.Module):
         if wav_lengths is None:
             wav_lengths = torch.full((wav.shape[0],), wav.shape[-1], dtype=torch.long, device=wav.device)
         x = self._front(self.mel(wav))
+        if self.augment is not None and self.training:
+            x = self.augment(x)
         x = F.gelu(self.conv1(x))
         x = F.gelu(self.conv2(x)).transpose(1, 2)  # (B, N50, D)
         if self.stack is not None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 
 import torch
+from torch import nn
 
 from moss_components.asr.ctc_head import CTCHead, CTCOutput
 from moss_components.quantizers import CosineVQ, Quantizer
@@ -39,6 +40,8 @@ class SemanticVQTokenizer(SpeechTokenizer):
         ctc_upsample: time upsampling before the CTC head.
         ctc_depth: transformer layers in the CTC head.
         dropout: dropout in the encoder and head.
+        augment: training-time feature augmentation of the encoder's normalized log-mel, e.g.
+            :class:`~moss_components.features.SpecAugment` (its ``n_mels`` must equal ``n_mels``).
     """
 
     def __init__(
@@ -54,9 +57,12 @@ class SemanticVQTokenizer(SpeechTokenizer):
         ctc_depth: int = 2,
         dropout: float = 0.1,
         downsample: str = "stack",
+        augment: nn.Module | None = None,
     ) -> None:
         super().__init__()
-        self.encoder = CausalSpeechEncoder(sample_rate, n_mels, dim, depth, heads, pool, dropout, downsample=downsample)
+        self.encoder = CausalSpeechEncoder(
+            sample_rate, n_mels, dim, depth, heads, pool, dropout, downsample=downsample, augment=augment
+        )
         self.quantizer = quantizer if quantizer is not None else CosineVQ(dim=dim, codebook_size=512)
         if self.quantizer.dim != dim:
             raise ValueError(f"quantizer dim {self.quantizer.dim} does not match the encoder dim {dim}")
