@@ -20,6 +20,7 @@ from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import OptimizerCallable
 
 from moss_components.decoders.base import SpeechDecoder
+from moss_components.optim import warmup_cosine_schedule
 from moss_components.tokenizers import SpeechTokenizer, load_speech_tokenizer
 from moss_components.tokenizers.pretrained import save_pretrained
 from moss_components.vocoders import load_vocoder
@@ -67,6 +68,9 @@ class DecoderModule(LightningModule):
         vocoder_path: a saved vocoder to use instead of ``vocoder`` (e.g. to train the decoder alone).
         train_decoder, train_vocoder: which parts learn.
         optimizer: optimizer factory over the trained parameters.
+        warmup_steps, min_lr_ratio: linear warm-up, then cosine decay to ``min_lr_ratio`` of the peak at the run's
+            last step (``trainer.max_steps``): a run cut by its time budget mid-schedule never anneals, so size
+            ``max_steps`` to the budget.
         vocoder_segment_frames: mel frames per vocoder training crop.
         stft_weight, mel_weight: vocoder loss weights (multi-resolution STFT, log-mel L1).
         sample_items: validation items rendered to audio + PNG (first validation batch).
@@ -83,6 +87,8 @@ class DecoderModule(LightningModule):
         train_decoder: bool = True,
         train_vocoder: bool = True,
         optimizer: OptimizerCallable = _default_optimizer,
+        warmup_steps: int = 100,
+        min_lr_ratio: float = 0.1,
         vocoder_segment_frames: int = 32,
         stft_weight: float = 1.0,
         mel_weight: float = 1.0,
@@ -118,6 +124,7 @@ class DecoderModule(LightningModule):
             tokenizer.requires_grad_(False)
         self.train_decoder, self.train_vocoder = train_decoder, train_vocoder
         self.optimizer_factory = optimizer
+        self.warmup_steps, self.min_lr_ratio = warmup_steps, min_lr_ratio
         self.segment = vocoder_segment_frames
         self.stft_weight, self.mel_weight = stft_weight, mel_weight
         self.stft_loss = MultiResolutionSTFTLoss()
@@ -227,7 +234,10 @@ class DecoderModule(LightningModule):
             params += list(self.decoder.parameters())
         if self.train_vocoder:
             params += list(self.vocoder.parameters())
-        return self.optimizer_factory(params)
+        optimizer = self.optimizer_factory(params)
+        return warmup_cosine_schedule(
+            optimizer, self.trainer.estimated_stepping_batches, self.warmup_steps, self.min_lr_ratio
+        )
 
     def on_fit_end(self) -> None:
         if not self.trainer.is_global_zero:

@@ -1,6 +1,7 @@
 """DecoderModule, and every decoder config parsed and run with fast_dev_run."""
 
 import importlib.util
+from types import SimpleNamespace
 from pathlib import Path
 
 import pytest
@@ -91,8 +92,15 @@ def test_separate_training_and_checks(tmp_path):
         DecoderModule(decoder=dec, vocoder=VocosVocoder(n_mels=64, dim=32, depth=1), train_vocoder=False,
                       tokenizer=SemanticVQTokenizer(n_mels=32, dim=64, depth=1, heads=2, ctc_depth=1,
                                                     quantizer=CosineVQ(dim=64, codebook_size=64)))  # fmt: skip
-    m = DecoderModule(vocoder=voc, train_decoder=False)
-    assert m.configure_optimizers().param_groups[0]["params"][0] is next(voc.parameters())
+    m = DecoderModule(vocoder=voc, train_decoder=False, warmup_steps=10, min_lr_ratio=0.1)
+    m.trainer = SimpleNamespace(estimated_stepping_batches=100)
+    setup = m.configure_optimizers()
+    optimizer, scheduler = setup["optimizer"], setup["lr_scheduler"]["scheduler"]
+    assert optimizer.param_groups[0]["params"][0] is next(voc.parameters())
+    peak = optimizer.param_groups[0]["initial_lr"]
+    for _ in range(100):
+        optimizer.step(), scheduler.step()
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.1 * peak)  # annealed by the run's last step
 
 
 def test_samples_written_to_a_folder(tmp_path):
