@@ -60,18 +60,29 @@ class PipelinePreset:
     max_new_tokens: int = 120
 
 
+# Optimizer steps per CPU-minute of each stage's tiny config on 2 cores (``make demo``, runs/demo4). Every schedule
+# is a warm-up then a cosine decay over ``max_steps``: a stage stopped by its time budget halfway through its
+# schedule never anneals, so the presets size ``max_steps`` to their budgets (90% of the measured rate, so that
+# the decay ends before the budget does on a slower machine).
+STEPS_PER_MINUTE = {"tokenizer": 424, "decoder": 167, "judge": 248, "text_llm": 101, "pt1": 106, "pt2": 404,
+                    "sft": 129}  # fmt: skip
+
+
+def _budgeted(corpus: str, minutes: dict[str, float], **kwargs) -> PipelinePreset:
+    """A preset of the tiny configs with these CPU-minute budgets and ``max_steps`` sized to them."""
+    steps = {stage: int(0.9 * STEPS_PER_MINUTE[stage] * m) for stage, m in minutes.items()}
+    return PipelinePreset(corpus=corpus, configs="tiny", minutes=minutes, max_steps=steps, **kwargs)
+
+
 PRESETS = {
-    "tiny": PipelinePreset(
-        corpus="tiny",
-        configs="tiny",
-        minutes={"tokenizer": 3.5, "decoder": 3.5, "judge": 2.0, "text_llm": 3.0, "pt1": 2.0, "pt2": 3.0, "sft": 4.0},
-        max_steps={"tokenizer": 1500},  # ~3.5 min at 2 threads, so that its learning rate decays in the budget
+    "tiny": _budgeted(
+        "tiny",
+        {"tokenizer": 3.5, "decoder": 3.5, "judge": 2.0, "text_llm": 3.0, "pt1": 2.0, "pt2": 3.0, "sft": 4.0},
         eval_items=150,
     ),
-    "small": PipelinePreset(
-        corpus="small",
-        configs="tiny",
-        minutes={"tokenizer": 12, "decoder": 12, "judge": 8, "text_llm": 10, "pt1": 15, "pt2": 15, "sft": 25},
+    "small": _budgeted(
+        "small",
+        {"tokenizer": 12, "decoder": 12, "judge": 8, "text_llm": 10, "pt1": 15, "pt2": 15, "sft": 25},
         eval_items=None,
     ),
     # every stage for a few steps on the 12-fact corpus: checks the wiring, not the quality (tests, tutorials)

@@ -3,7 +3,16 @@ import json
 import pytest
 import yaml
 
-from moss_components.cli.pipeline import PRESETS, STAGES, TRAINING_STAGES, Pipeline, _merge, parse_override, pipeline
+from moss_components.cli.pipeline import (
+    PRESETS,
+    STAGES,
+    STEPS_PER_MINUTE,
+    TRAINING_STAGES,
+    Pipeline,
+    _merge,
+    parse_override,
+    pipeline,
+)
 from moss_components.evaluation.run_layout import RunLayout
 
 
@@ -22,6 +31,9 @@ def test_stage_configs_write_into_the_run_and_chain_the_stages(tmp_path, stage):
     assert config["trainer"]["default_root_dir"] == str(tmp_path / stage)
     budget = [c for c in config["trainer"]["callbacks"] if c["class_path"].endswith("CPUTimeBudget")]
     assert budget[0]["init_args"]["minutes"] == PRESETS["tiny"].minutes[stage]
+    # the learning-rate schedule ends inside the budget, at the steps measured to fit it
+    expected = 0.9 * STEPS_PER_MINUTE[stage] * PRESETS["tiny"].minutes[stage]
+    assert config["trainer"]["max_steps"] == int(expected) > 0
     init = config["model"]["init_args"]
     previous = {"pt2": "pt1", "sft": "pt2"}.get(stage)
     if previous:
