@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import time
 from pathlib import Path
 
@@ -23,13 +24,20 @@ __all__ = ["evaluate_codec"]
 log = logging.getLogger(__name__)
 
 
-def _read_manifest(path: Path, limit: int | None, unseen_only: bool) -> list[dict]:
+def _read_manifest(path: Path, limit: int | None, unseen_only: bool, seed: int = 0) -> list[dict]:
+    """The rows to evaluate: a sample of ``limit`` drawn with ``seed``, in manifest order.
+
+    A sample rather than the first rows: the corpus manifests are ordered by fact category, so the first 100
+    test utterances are all sums of small numbers, easier to read than the whole split (9.6% vs 12.9% CER).
+    """
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     if unseen_only and any("unseen_voice" in r for r in rows):
         rows = [r for r in rows if r.get("unseen_voice")]
     if not rows:
         raise ValueError(f"{path}: no utterances to evaluate (unseen_only={unseen_only})")
-    return rows[:limit] if limit else rows
+    if not limit or limit >= len(rows):
+        return rows
+    return [rows[i] for i in sorted(random.Random(seed).sample(range(len(rows)), limit))]
 
 
 def _load_wav(root: Path, rel: str) -> tuple[torch.Tensor, int]:
@@ -65,11 +73,11 @@ def evaluate_codec(
         vocoder: directory of a saved ``Vocoder``, or ``griffin-lim`` for the untrained baseline.
         judge: directory of a saved ``CTCRecognizer``; default: the tokenizer's own CTC head reads the audio.
         out: output directory.
-        max_utterances: first N utterances of the manifest (None: all).
+        max_utterances: a random sample of N utterances, the same for a given ``seed`` (None: all).
         steps, guidance: override the decoder's Euler steps / guidance weight.
         examples: utterances written as WAV + PNG.
         num_threads: torch CPU threads (real-time factors depend on it).
-        seed: decoder noise seed.
+        seed: seed of the utterance sample and of the decoder noise.
         unseen_only: keep only rows with ``unseen_voice: true`` when the manifest has that field.
 
     Returns:
@@ -89,7 +97,7 @@ def evaluate_codec(
         (out_dir / "examples").mkdir(parents=True, exist_ok=True)
         manifest_path = Path(manifest)
         root = corpus_root(manifest_path)
-        rows = _read_manifest(manifest_path, max_utterances, unseen_only)
+        rows = _read_manifest(manifest_path, max_utterances, unseen_only, seed)
 
         tok = load_speech_tokenizer(tokenizer)
         dec = load_decoder(decoder) if decoder else None

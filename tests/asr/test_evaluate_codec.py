@@ -65,3 +65,19 @@ def test_griffin_lim_and_tokenizer_only(tmp_path):
         tokenizer=str(t), decoder=str(d), vocoder="griffin-lim", manifest=str(manifest), out=str(tmp_path / "b")
     )
     assert gl["vocoder"] == "griffin-lim" and "resynth_cer" in gl
+
+
+def test_utterances_are_a_seeded_sample_in_manifest_order(tmp_path):
+    from moss_components.cli.evaluate_codec import _read_manifest
+
+    path = tmp_path / "test.jsonl"
+    rows = [{"id": f"u{i}", "text": "x", "unseen_voice": i % 2 == 0} for i in range(200)]
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    picked = [r["id"] for r in _read_manifest(path, 20, unseen_only=True, seed=0)]
+    assert len(picked) == 20 and len(set(picked)) == 20
+    assert all(int(i[1:]) % 2 == 0 for i in picked)  # unseen voices only
+    assert picked == sorted(picked, key=lambda i: int(i[1:]))  # manifest order
+    assert int(picked[-1][1:]) > 40  # not the first 20 unseen rows: the manifest is ordered by category
+    assert picked == [r["id"] for r in _read_manifest(path, 20, unseen_only=True, seed=0)]
+    assert picked != [r["id"] for r in _read_manifest(path, 20, unseen_only=True, seed=1)]
+    assert len(_read_manifest(path, None, unseen_only=False)) == 200
