@@ -80,9 +80,10 @@ PRESETS = {
         {"tokenizer": 3.5, "decoder": 3.5, "judge": 2.0, "text_llm": 3.0, "pt1": 2.0, "pt2": 3.0, "sft": 4.0},
         eval_items=150,
     ),
+    # ~2 hours on 2 quiet cores: 75 CPU-minutes of training, the rest synthesis, encoding and a full evaluation
     "small": _budgeted(
         "small",
-        {"tokenizer": 12, "decoder": 12, "judge": 8, "text_llm": 10, "pt1": 15, "pt2": 15, "sft": 25},
+        {"tokenizer": 12, "decoder": 8, "judge": 5, "text_llm": 8, "pt1": 10, "pt2": 12, "sft": 20},
         eval_items=None,
     ),
     # every stage for a few steps on the 12-fact corpus: checks the wiring, not the quality (tests, tutorials)
