@@ -100,6 +100,25 @@ def write_examples(layout: RunLayout, details: dict, speech, count: int = 3) -> 
     return written
 
 
+def write_answers(path: Path, details: dict) -> int:
+    """One JSON line per evaluated question and figure (what was asked, expected and answered); returns the count.
+
+    The report's accuracies are means over these lines, so an error analysis starts here.
+    """
+    rows = []
+    for figure, answers in details.items():
+        for a in answers:
+            rows.append({"figure": figure, "mode": a.mode, "id": a.item.id, "question": a.item.question_text,
+                         "expected": a.item.answer, "text": a.text, "transcript": a.transcript,
+                         "correct": a.correct, "ids_exact_match": a.ids_exact_match,
+                         "category": a.item.tags.get("category"), "unseen_voice": a.item.tags.get("unseen_voice"),
+                         "heldout": a.item.tags.get("heldout")})  # fmt: skip
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    tmp.replace(path)
+    return len(rows)
+
+
 def _fmt(value) -> str:
     if isinstance(value, float):
         return f"{value:.3f}"
@@ -113,7 +132,8 @@ def write_report(
     max_items: int | None = 200,
     max_new_tokens: int = 120,
 ) -> dict:
-    """Evaluate the run and write ``report.json``, ``report.md``, plots and examples; return the figures."""
+    """Evaluate the run and write ``report.json``, ``report.md``, ``answers.jsonl``, plots and examples; return the
+    figures."""
     from moss_components.evaluation.speech_output import SpeechOutput
 
     figures, details = evaluate_run(layout.root, max_items=max_items, max_new_tokens=max_new_tokens)
@@ -135,6 +155,7 @@ def write_report(
     speech = SpeechOutput(load_decoder(layout.decoder).eval(), load_vocoder(layout.vocoder).eval(),
                           load_recognizer(layout.export("judge")).eval())  # fmt: skip
     examples = write_examples(layout, details, speech)
+    write_answers(layout.root / "answers.jsonl", details)
     (layout.root / "report.json").write_text(json.dumps(figures, indent=2))
 
     lines = [f"# moss-speech pipeline report ({preset})", "", "| figure | value |", "|---|---|"]

@@ -92,6 +92,11 @@ def test_smoke_pipeline_runs_every_stage_and_resumes(tmp_path):
     assert set(report["wall_seconds"]) == {*STAGES, "total"} - {"evaluate"}
     assert (out / "report.md").is_file() and (out / "plots" / "loss_curves.png").is_file()
     assert (out / "examples" / "0_answer.wav").is_file()
+    answers = [json.loads(line) for line in (out / "answers.jsonl").read_text().splitlines()]
+    for figure in ("s2t_accuracy", "t2t_accuracy", "s2s_text_free_accuracy"):  # each accuracy is the mean of lines
+        lines = [a for a in answers if a["figure"] == figure]
+        assert len(lines) == report[f"{figure}_n"] and lines[0]["expected"]
+        assert report[figure] == pytest.approx(sum(a["correct"] for a in lines) / len(lines))
 
     before = {s: layout.record(s).read_text() for s in STAGES}
     pipeline(preset="smoke", out=str(out))  # a rerun skips every finished stage

@@ -1,8 +1,8 @@
 """DecoderModule, and every decoder config parsed and run with fast_dev_run."""
 
 import importlib.util
-from types import SimpleNamespace
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
