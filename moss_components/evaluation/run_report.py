@@ -20,6 +20,7 @@ from moss_components.data.audio_io import load_audio
 from moss_components.data.manifest import read_manifest
 from moss_components.data.speech_cache import SpeechCache, cache_paths
 from moss_components.decoders import load_decoder
+from moss_components.evaluation.answers import answer_is_correct
 from moss_components.evaluation.cloze import cloze_figures, load_read_speech
 from moss_components.evaluation.lm_asr import lm_asr_figures
 from moss_components.evaluation.run_layout import RunLayout
@@ -77,6 +78,20 @@ def _subset(items: list[QAItem], which: str, limit: int | None, seed: int) -> li
 
 
 @torch.no_grad()
+def reference_answer_figures(speech: SpeechOutput, items: list[QAItem]) -> dict:
+    """The spoken-answer path's ceiling on S->S: the reference answers' own ids through decoder, vocoder and judge.
+
+    A model whose ids match the reference exactly scores this, not 1.0; S->S far below S->T with a high
+    ``ids_exact_match`` points at the codec, not the LM.
+    """
+    items = [it for it in items if it.answer_speech is not None]
+    if not items:
+        return {"s2s_reference_ids_accuracy": None}
+    heard = speech.transcribe(speech.speak([it.answer_speech.tolist() for it in items]))
+    correct = [answer_is_correct(h, it.answer) for h, it in zip(heard, items)]
+    return {"s2s_reference_ids_accuracy": sum(correct) / len(items), "s2s_reference_ids_n": len(items)}
+
+
 def evaluate_run(
     root: str | Path,
     split: str = "test",
@@ -123,6 +138,7 @@ def evaluate_run(
         wavs.append(load_audio(layout.corpus / by_id[it.id]["answer_audio"], judge.sample_rate))
         texts.append(by_id[it.id]["answer_text"])
     figures["judge_cer_assistant_voice"] = cer(speech.transcribe(wavs), texts) if wavs else None
+    figures.update(reference_answer_figures(speech, _subset(items, "seen", max_items, seed)[:150]))
 
     figures.update(text_figures(layout))
     figures.update(cloze_figures(layout, model, tokenizer, split, max_items, seed))

@@ -85,9 +85,11 @@ def test_smoke_pipeline_runs_every_stage_and_resumes(tmp_path):
     report = json.loads((out / "report.json").read_text())
     for key in ("s2s_text_free_accuracy", "s2s_text_guided_accuracy", "s2t_accuracy", "t2t_accuracy",
                 "unseen_voice_s2s_accuracy", "heldout_fact_s2s_accuracy", "text_ppl_base", "text_ppl_after_pt1",
-                "text_ppl_after_sft", "codec_resynth_cer", "judge_cer_assistant_voice"):  # fmt: skip
+                "text_ppl_after_sft", "codec_resynth_cer", "judge_cer_assistant_voice",
+                "s2s_reference_ids_accuracy"):  # fmt: skip
         assert key in report, key
     assert report["text_path_unchanged"] is True
+    assert 0 <= report["s2s_reference_ids_accuracy"] <= 1 and report["s2s_reference_ids_n"] > 0
     assert report["text_ppl_after_pt1"] == report["text_ppl_base"]
     assert set(report["wall_seconds"]) == {*STAGES, "total"} - {"evaluate"}
     assert (out / "report.md").is_file() and (out / "plots" / "loss_curves.png").is_file()
