@@ -92,6 +92,7 @@ def reference_answer_figures(speech: SpeechOutput, items: list[QAItem]) -> dict:
     return {"s2s_reference_ids_accuracy": sum(correct) / len(items), "s2s_reference_ids_n": len(items)}
 
 
+@torch.no_grad()
 def evaluate_run(
     root: str | Path,
     split: str = "test",
