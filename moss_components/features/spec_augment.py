@@ -15,6 +15,8 @@ the identity.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from torch import nn
@@ -22,7 +24,7 @@ from transformers.audio_utils import hertz_to_mel, mel_to_hertz
 
 from moss_components.tokenizers.pretrained import ConfigCapture
 
-__all__ = ["SpecAugment", "mel_band_centers"]
+__all__ = ["SpecAugment", "mel_band_centers", "slaney_mel"]
 
 
 def mel_band_centers(n_mels: int, sample_rate: int, f_min: float = 0.0, f_max: float | None = None) -> np.ndarray:
@@ -30,6 +32,13 @@ def mel_band_centers(n_mels: int, sample_rate: int, f_min: float = 0.0, f_max: f
     f_max = sample_rate / 2 if f_max is None else f_max
     edges = np.linspace(hertz_to_mel(f_min, "slaney"), hertz_to_mel(f_max, "slaney"), n_mels + 2)
     return mel_to_hertz(edges[1:-1], "slaney")
+
+
+def slaney_mel(hz: torch.Tensor) -> torch.Tensor:
+    """Hz -> slaney mel in torch (linear below 1 kHz, logarithmic above), as transformers' ``hertz_to_mel``; kept
+    on the features' device, so the per-batch warp needs no round trip through numpy."""
+    log_part = 15.0 + torch.log(hz.clamp_min(1000.0) / 1000.0) * (27.0 / math.log(6.4))
+    return torch.where(hz < 1000.0, 3.0 * hz / 200.0, log_part)
 
 
 class SpecAugment(ConfigCapture, nn.Module):
@@ -83,9 +92,9 @@ class SpecAugment(ConfigCapture, nn.Module):
         Band ``k`` of the output is ``x`` read at the band position of frequency ``alpha * f_k`` (linear
         interpolation between bands; positions past the last band read the last band).
         """
-        hz = (self.centers[None] * alpha[:, None]).double().cpu().numpy()  # (B, n_mels)
-        pos = (hertz_to_mel(hz, "slaney") - self.mel_lo) / self.mel_step - 1.0
-        pos = torch.as_tensor(pos, dtype=x.dtype, device=x.device).clamp(0, self.n_mels - 1)
+        hz = self.centers[None] * alpha[:, None].float()  # (B, n_mels)
+        pos = (slaney_mel(hz) - self.mel_lo) / self.mel_step - 1.0
+        pos = pos.to(x.dtype).clamp(0, self.n_mels - 1)
         lo = pos.floor().long().clamp(max=self.n_mels - 2)
         frac = (pos - lo).unsqueeze(-1)  # (B, n_mels, 1)
         below = torch.gather(x, 1, lo.unsqueeze(-1).expand(-1, -1, x.shape[-1]))

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from moss_components.features import LogMel, SpecAugment, mel_band_centers
+from moss_components.features.log_mel import LogMel
+from moss_components.features.spec_augment import SpecAugment, mel_band_centers, slaney_mel
 from moss_components.tokenizers import SemanticVQTokenizer, load_speech_tokenizer, save_pretrained
 
 
@@ -12,6 +13,13 @@ def test_band_centers_are_where_the_mel_filters_peak():
     peaks = freqs[mel.mel_fb.argmax(dim=1).numpy()]
     bin_hz = freqs[1]
     np.testing.assert_allclose(mel_band_centers(64, 16000), peaks, atol=bin_hz)
+
+
+def test_slaney_mel_matches_transformers():
+    from transformers.audio_utils import hertz_to_mel
+
+    hz = np.array([0.0, 50.0, 999.0, 1000.0, 1001.0, 4321.0, 8000.0, 11025.0])
+    np.testing.assert_allclose(slaney_mel(torch.tensor(hz)).numpy(), hertz_to_mel(hz.copy(), "slaney"), rtol=1e-6)
 
 
 def test_eval_mode_is_the_identity():
