@@ -29,6 +29,7 @@ from moss_components.generation import SamplingConfig, generate
 from moss_components.model import LayerSplitSpeechLM
 from moss_components.model.tiny import tiny_config
 from moss_components.special_ids import SpeechSpecialIds
+from moss_components.trunks.base import resolve_attention
 
 __all__ = ["bench_generate", "plain_model_sharing_layers", "stage_times"]
 
@@ -120,7 +121,7 @@ def bench_generate(
         batch_size: prompts decoded together.
         repeats: timed runs per model (median reported); warmup: untimed runs first.
         family: qwen3 | llama | qwen2 | mistral.
-        attn_implementation: eager | sdpa | a registered name.
+        attn_implementation: eager | sdpa | moss_triton (our Triton kernels) | auto | another registered name.
         dtype: float32 | bfloat16.
         device: cpu | cuda | auto.
         seed: seed of the weights and the prompt.
@@ -143,6 +144,7 @@ def bench_generate(
     if threads is not None:
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
+    attn_implementation = resolve_attention(attn_implementation)  # registers moss_triton when asked for
     # no text EOS: both models decode exactly new_tokens steps
     ids = SpeechSpecialIds.for_vocab(text_vocab_size - 2, speech_codes)
     positions = max(512, 2 * (prompt_len + new_tokens))

@@ -26,6 +26,7 @@ from moss_components.freezing import FreezeFull, FreezingPolicy, NoFreeze
 from moss_components.model import LayerSplitSpeechLM
 from moss_components.model.tiny import tiny_config
 from moss_components.special_ids import SpeechSpecialIds
+from moss_components.trunks.base import resolve_attention
 
 __all__ = ["bench_split_overhead"]
 
@@ -117,7 +118,7 @@ def bench_split_overhead(
         batch_size, seq_len: the batch (a text half, then a speech half).
         steps: timed steps per model (median reported); warmup: untimed steps first.
         family: qwen3 | llama | qwen2 | mistral.
-        attn_implementation: eager | sdpa | a registered name.
+        attn_implementation: eager | sdpa | moss_triton (our Triton kernels) | auto | another registered name.
         dtype: float32 | bfloat16.
         device: cpu | cuda | auto.
         seed: seed of the weights and the batch.
@@ -130,6 +131,7 @@ def bench_split_overhead(
     if not 0 <= num_shared_layers <= num_layers:
         raise ValueError(f"num_shared_layers={num_shared_layers} must be in [0, {num_layers}]")
     torch.manual_seed(seed)
+    attn_implementation = resolve_attention(attn_implementation)  # registers moss_triton when asked for
     ids = SpeechSpecialIds.for_vocab(text_vocab_size - 2, speech_codes)
     instances = num_shared_layers + 2 * (num_layers - num_shared_layers)
     config_kwargs = dict(vocab_size=text_vocab_size, max_position_embeddings=max(seq_len, 512))

@@ -70,9 +70,8 @@ class LogMel(nn.Module):
             sampling_rate=sample_rate,
             norm="slaney",
             mel_scale="slaney",
-            dtype=np.float32,
-        )
-        self.register_buffer("mel_fb", torch.from_numpy(fb).T.contiguous(), persistent=False)  # (n_mels, F)
+        )  # float64; no dtype= argument, which older transformers lack
+        self.register_buffer("mel_fb", torch.from_numpy(fb.astype(np.float32)).T.contiguous(), persistent=False)  # (n_mels, F)
         self.register_buffer("window", torch.hann_window(win_length), persistent=False)
 
     @property

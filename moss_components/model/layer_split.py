@@ -11,6 +11,7 @@ Every stack runs the trunk's own decoder layers with its own ``rotary_emb`` and 
 from __future__ import annotations
 
 import copy
+import inspect
 from typing import Any
 
 import torch
@@ -24,6 +25,11 @@ from moss_components.routers.base import BranchInputs, BranchOutputs, SpeechLMRo
 from moss_components.special_ids import SpeechSpecialIds
 
 __all__ = ["LayerSplitSpeechLM", "SplitError"]
+
+
+# transformers 5.2x renamed the KV-cache argument of decoder layers and mask builders from `past_key_values` to
+# `cache`. Layers take **kwargs, so the wrong name would be dropped silently and generation would run uncached.
+CACHE_KWARG = "cache" if "cache" in inspect.signature(create_causal_mask).parameters else "past_key_values"
 
 
 class SplitError(ValueError):
@@ -270,8 +276,8 @@ class LayerSplitSpeechLM(nn.Module):
                 attention_mask=masks[self._layer_types[first_index + j]],
                 position_embeddings=position_embeddings,
                 position_ids=position_ids,
-                cache=cache,
                 use_cache=inputs.use_cache,
+                **{CACHE_KWARG: cache},
                 **layer_kwargs,
             )
         return hidden
@@ -288,7 +294,7 @@ class LayerSplitSpeechLM(nn.Module):
             "config": self.config,
             "inputs_embeds": hidden,
             "attention_mask": attention_mask,
-            "cache": cache,
+            CACHE_KWARG: cache,
             "position_ids": position_ids,
         }
         masks = {"full_attention": create_causal_mask(**kwargs)}

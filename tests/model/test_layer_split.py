@@ -252,3 +252,15 @@ def test_gradient_checkpointing_gives_the_same_gradients():
     assert plain.keys() == checkpointed.keys() and len(plain) > 10
     for name in plain:
         torch.testing.assert_close(checkpointed[name], plain[name], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("family", ["qwen3", "llama", "qwen2", "mistral"])
+def test_layers_take_the_cache_under_the_name_we_pass(family):
+    # Decoder layers swallow unknown keywords, so a renamed cache argument would silently disable KV caching.
+    import inspect
+
+    from moss_components.model.layer_split import CACHE_KWARG
+
+    layer = tiny_text_model(family, num_layers=1).model.layers[0]
+    assert CACHE_KWARG in inspect.signature(layer.forward).parameters
+    assert CACHE_KWARG in inspect.signature(layer.self_attn.forward).parameters
