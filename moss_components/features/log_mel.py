@@ -71,7 +71,8 @@ class LogMel(nn.Module):
             norm="slaney",
             mel_scale="slaney",
         )  # float64; no dtype= argument, which older transformers lack
-        self.register_buffer("mel_fb", torch.from_numpy(fb.astype(np.float32)).T.contiguous(), persistent=False)  # (n_mels, F)
+        fb = torch.from_numpy(fb.astype(np.float32)).T.contiguous()
+        self.register_buffer("mel_fb", fb, persistent=False)  # (n_mels, F)
         self.register_buffer("window", torch.hann_window(win_length), persistent=False)
 
     @property
