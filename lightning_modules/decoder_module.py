@@ -134,7 +134,8 @@ class DecoderModule(LightningModule):
     # -- pieces ------------------------------------------------------------------------------------------------
     def _decoder_losses(self, batch) -> dict[str, torch.Tensor]:
         self.tokenizer.eval()
-        with torch.no_grad():
+        # float32 even under bf16-mixed: the ids must be the ones the tokenizer gives at inference
+        with torch.no_grad(), torch.autocast(self.device.type, enabled=False):
             tok = self.tokenizer._encode(batch["wav"], batch["wav_lengths"])
             mel = self.decoder.mel(batch["wav"])
         return self.decoder.loss(tok.ids, tok.lengths.clamp_min(1), mel)
@@ -142,7 +143,7 @@ class DecoderModule(LightningModule):
     def _vocoder_losses(self, batch) -> dict[str, torch.Tensor]:
         wav, lengths = batch["wav"], batch["wav_lengths"]
         hop = self.vocoder.hop_length
-        with torch.no_grad():
+        with torch.no_grad(), torch.autocast(self.device.type, enabled=False):
             mel = self.vocoder.mel(wav)
         k = min(self.segment, int(lengths.min()) // hop)
         k = max(k, 1)

@@ -59,6 +59,7 @@ def evaluate_codec(
     max_utterances: int | None = 100,
     steps: int | None = None,
     guidance: float | None = None,
+    temperature: float | None = None,
     examples: int = 3,
     num_threads: int = 2,
     seed: int = 0,
@@ -74,7 +75,7 @@ def evaluate_codec(
         judge: directory of a saved ``CTCRecognizer``; default: the tokenizer's own CTC head reads the audio.
         out: output directory.
         max_utterances: a random sample of N utterances, the same for a given ``seed`` (None: all).
-        steps, guidance: override the decoder's Euler steps / guidance weight.
+        steps, guidance, temperature: override the decoder's Euler steps / guidance weight / noise scale.
         examples: utterances written as WAV + PNG.
         num_threads: torch CPU threads (real-time factors depend on it).
         seed: seed of the utterance sample and of the decoder noise.
@@ -133,7 +134,7 @@ def evaluate_codec(
             if dec is None:
                 continue
             t0 = time.perf_counter()
-            mel = dec.decode(first, steps=steps, guidance=guidance, seed=seed)
+            mel = dec.decode(first, steps=steps, guidance=guidance, temperature=temperature, seed=seed)
             audio = voc(mel)[0]
             dec_s += time.perf_counter() - t0
             hyp_resynth.append(read(audio, voc.sample_rate)[0])
@@ -176,6 +177,8 @@ def evaluate_codec(
                 report["vocoder_copy_synthesis_cer"] = round(cer(hyp_copy, refs), 4)
             report["decode_rtf"] = round(dec_s / max(audio_s, 1e-9), 4)
             report["decoder_steps"] = steps if steps is not None else getattr(dec, "steps", None)
+            report["decoder_guidance"] = guidance if guidance is not None else getattr(dec, "guidance", None)
+            report["decoder_temperature"] = temperature if temperature is not None else getattr(dec, "temperature", None)
         report["samples"] = [
             {"ref": r, "tokenizer": h, **({"resynth": hyp_resynth[k]} if k < len(hyp_resynth) else {})}
             for k, (r, h) in enumerate(zip(refs[:examples], hyp_orig[:examples]))

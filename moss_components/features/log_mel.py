@@ -100,7 +100,8 @@ class LogMel(nn.Module):
         mag = spec.abs()
         if self.power != 1.0:
             mag = mag.pow(self.power)
-        mel = torch.matmul(self.mel_fb, mag)
+        with torch.autocast(wav.device.type, enabled=False):  # bf16 would quantize the log-mel to ~0.03 nats
+            mel = torch.matmul(self.mel_fb, mag)
         return torch.log(mel.clamp_min(self.log_floor))
 
     def forward(self, wav: torch.Tensor) -> torch.Tensor:

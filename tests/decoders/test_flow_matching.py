@@ -44,6 +44,21 @@ def test_same_noise_same_output_and_guidance_changes_it():
     assert not torch.allclose(dec.decode(ids, seed=1, guidance=0.0), dec.decode(ids, seed=1, guidance=2.0))
 
 
+def test_temperature_scales_the_starting_noise():
+    dec = tiny().eval()
+    ids = torch.randint(0, 64, (1, 5))
+    noise = frame_noise(1, 20, 20, seed=3)
+    scaled = dec.decode(ids, noise=noise, temperature=0.5)
+    assert torch.allclose(scaled, dec.decode(ids, noise=0.5 * noise, temperature=1.0), atol=1e-6)
+    assert not torch.allclose(scaled, dec.decode(ids, noise=noise), atol=1e-3)
+    # at 0 the sample no longer depends on the seed
+    assert torch.equal(dec.decode(ids, seed=1, temperature=0.0), dec.decode(ids, seed=2, temperature=0.0))
+    dec.temperature = 0.5  # the constructor's default, used when decode is given none
+    assert dec.decode(ids, noise=noise).allclose(scaled, atol=1e-6)
+    with pytest.raises(ValueError, match="temperature must be >= 0, got -1"):
+        tiny(temperature=-1)
+
+
 def test_noise_prefix_is_length_independent():
     torch.testing.assert_close(frame_noise(2, 10, 8, seed=3), frame_noise(2, 25, 8, seed=3)[:, :10])
 

@@ -53,3 +53,11 @@ def test_tone_peaks_in_right_band():
 def test_bad_settings():
     with pytest.raises(ValueError, match="win_length"):
         LogMel(n_fft=256, win_length=512)
+
+
+def test_float32_under_bf16_autocast():
+    mel = LogMel(16000, 400, 160, n_mels=40, causal=False)
+    wav = torch.randn(2, 4000)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        under = mel(wav)
+    assert under.dtype == torch.float32 and torch.equal(under, mel(wav))
