@@ -178,7 +178,9 @@ def evaluate_codec(
             report["decode_rtf"] = round(dec_s / max(audio_s, 1e-9), 4)
             report["decoder_steps"] = steps if steps is not None else getattr(dec, "steps", None)
             report["decoder_guidance"] = guidance if guidance is not None else getattr(dec, "guidance", None)
-            report["decoder_temperature"] = temperature if temperature is not None else getattr(dec, "temperature", None)
+            report["decoder_temperature"] = (
+                temperature if temperature is not None else getattr(dec, "temperature", None)
+            )
         report["samples"] = [
             {"ref": r, "tokenizer": h, **({"resynth": hyp_resynth[k]} if k < len(hyp_resynth) else {})}
             for k, (r, h) in enumerate(zip(refs[:examples], hyp_orig[:examples]))
