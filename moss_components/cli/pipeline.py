@@ -60,11 +60,12 @@ class PipelinePreset:
     max_new_tokens: int = 120
 
 
-# Optimizer steps per CPU-minute of each stage's tiny config on 2 cores (``make demo``, runs/demo4). Every schedule
+# Optimizer steps per CPU-minute of each stage's tiny config on 2 cores (``make demo``, runs/demo4; the decoder's
+# under bf16-mixed, runs/dec-bf16). Every schedule
 # is a warm-up then a cosine decay over ``max_steps``: a stage stopped by its time budget halfway through its
 # schedule never anneals, so the presets size ``max_steps`` to their budgets (90% of the measured rate, so that
 # the decay ends before the budget does on a slower machine).
-STEPS_PER_MINUTE = {"tokenizer": 424, "decoder": 167, "judge": 248, "text_llm": 101, "pt1": 106, "pt2": 404,
+STEPS_PER_MINUTE = {"tokenizer": 424, "decoder": 209, "judge": 248, "text_llm": 101, "pt1": 106, "pt2": 404,
                     "sft": 129}  # fmt: skip
 
 
