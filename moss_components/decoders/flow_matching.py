@@ -58,8 +58,8 @@ class FlowMatchingDecoder(SpeechDecoder):
         estimator_depth: layers of the vector-field estimator.
         chunk_tokens: streaming chunk in ids; lookahead_tokens: ids of look-ahead (MOSS-Speech: 3).
         steps: Euler steps (10); guidance: classifier-free guidance weight (0.7).
-        temperature: scale of the starting noise (Matcha-TTS samples at 0.667): below 1 trades variety for
-            clearer, more average speech.
+        temperature: scale of the starting noise (Matcha-TTS samples at 0.667). Below 1 gives smoother, more
+            average mels; the tiny decoder resynthesizes worse for it (CER 23.9% at 1.0, 29.5% at 0.5).
         cfg_dropout: probability of dropping the id condition in training; prompt_dropout: of the speaker prompt.
         sigma_min: OT-CFM minimum noise.
         mel_mean, mel_std: normalization of the log-mel the flow works in.
