@@ -143,8 +143,8 @@ class DecoderModule(LightningModule):
     def _vocoder_losses(self, batch) -> dict[str, torch.Tensor]:
         wav, lengths = batch["wav"], batch["wav_lengths"]
         hop = self.vocoder.hop_length
-        with torch.no_grad(), torch.autocast(self.device.type, enabled=False):
-            mel = self.vocoder.mel(wav)
+        with torch.no_grad():
+            mel = self.vocoder.mel(wav)  # LogMel itself stays float32 under autocast
         k = min(self.segment, int(lengths.min()) // hop)
         k = max(k, 1)
         mels, wavs = [], []

@@ -77,6 +77,10 @@ def _subset(items: list[QAItem], which: str, limit: int | None, seed: int) -> li
     return chosen
 
 
+# reference answers decoded, vocoded and judged per run: each costs a full decode, and 150 give +-4 points
+REFERENCE_ANSWERS = 150
+
+
 @torch.no_grad()
 def reference_answer_figures(speech: SpeechOutput, items: list[QAItem]) -> dict:
     """The spoken-answer path's ceiling on S->S: the reference answers' own ids through decoder, vocoder and judge.
@@ -139,7 +143,8 @@ def evaluate_run(
         wavs.append(load_audio(layout.corpus / by_id[it.id]["answer_audio"], judge.sample_rate))
         texts.append(by_id[it.id]["answer_text"])
     figures["judge_cer_assistant_voice"] = cer(speech.transcribe(wavs), texts) if wavs else None
-    figures.update(reference_answer_figures(speech, _subset(items, "seen", max_items, seed)[:150]))
+    seen = _subset(items, "seen", max_items, seed)[:REFERENCE_ANSWERS]
+    figures.update(reference_answer_figures(speech, seen))
 
     figures.update(text_figures(layout))
     figures.update(cloze_figures(layout, model, tokenizer, split, max_items, seed))
