@@ -61,11 +61,10 @@ class PipelinePreset:
 
 
 # Optimizer steps per CPU-minute of each stage's tiny config on 2 cores (tokenizer and judge: ``make demo``,
-# runs/demo4; the decoder: runs/dec-bf16; the LM stages under bf16-mixed: runs/bf16lm).
-# Every schedule
-# is a warm-up then a cosine decay over ``max_steps``: a stage stopped by its time budget halfway through its
-# schedule never anneals, so the presets size ``max_steps`` to their budgets (90% of the measured rate, so that
-# the decay ends before the budget does on a slower machine).
+# runs/demo4; the decoder: runs/dec-bf16; the LM stages under bf16-mixed: runs/bf16lm). Every schedule is a
+# warm-up then a cosine decay over ``max_steps``: a stage stopped by its time budget halfway through its schedule
+# never anneals, so the presets size ``max_steps`` to their budgets (90% of the measured rate, so that the decay
+# ends before the budget does on a slower machine).
 STEPS_PER_MINUTE = {"tokenizer": 424, "decoder": 209, "judge": 248, "text_llm": 184, "pt1": 178, "pt2": 448,
                     "sft": 156}  # fmt: skip
 
