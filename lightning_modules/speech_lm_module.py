@@ -17,6 +17,7 @@ from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import OptimizerCallable
 
 from moss_components.checkpoints import load_moss_speech, load_weights, save_moss_speech
+from moss_components.data.sft import resolve_system_prompts
 from moss_components.freezing import FreezingPolicy, NoFreeze
 from moss_components.model import LayerSplitSpeechLM
 from moss_components.model.speech_embedding_init import SpeechEmbeddingInit
@@ -52,6 +53,9 @@ class SpeechLMModule(LightningModule):
             directory, or a ``.safetensors`` file of this model's state dict.
         speech_embedding_init: how the new speech embedding table starts when there is no ``init_from`` (PT-1):
             e.g. ``CTCAlignedInit`` (each id from its characters as the speech tokenizer reads them); None: random.
+        system_prompts: SFT mode -> system prompt, over the defaults of ``data/sft.py``; saved with the model, and the
+            DataModule builds its dialogues with them (MossSpeechCLI links them). None: those of ``init_from``, else
+            the defaults.
         export_dir: where ``on_fit_end`` writes the trained model (MOSS-Speech layout + tokenizer); None = nowhere.
         start_of_speech_token, modality_pad_token: the tokenizer's tokens for the grid's text-side special ids.
         fused_loss: compute the head losses with the fused linear cross-entropy kernel (no full logits).
@@ -72,6 +76,7 @@ class SpeechLMModule(LightningModule):
         start_of_speech_token: str = "<|speech_start|>",
         modality_pad_token: str = "<|speech_pad|>",
         fused_loss: bool = False,
+        system_prompts: dict[str, str] | None = None,
         export_dir: str | None = None,
     ) -> None:
         super().__init__()
@@ -91,12 +96,16 @@ class SpeechLMModule(LightningModule):
         )
         if init_from:
             if Path(init_from).is_dir():
-                self.model.load_state_dict(load_moss_speech(init_from).state_dict())
+                previous = load_moss_speech(init_from)
+                self.model.load_state_dict(previous.state_dict())
+                self.model.system_prompts = previous.system_prompts
             else:
                 load_weights(self.model, init_from)
             log.info("initialized from %s", init_from)
         elif speech_embedding_init is not None:
             speech_embedding_init.apply(self.model, self.tokenizer)
+        if system_prompts is not None:
+            self.model.system_prompts = resolve_system_prompts(system_prompts)
         self.export_dir = export_dir
         # trunks load in eval mode; Lightning keeps each module's mode, so switch to training explicitly
         self.model.train()

@@ -2,7 +2,7 @@
 
 Released layout (``save_moss_speech`` / ``load_moss_speech``): an HF ``config.json`` (the base LLM's fields plus
 ``num_shared_layers``, ``num_modality_layers``, ``num_hidden_layers`` and a ``moss_speech`` block with our special ids,
-speech vocabulary size and router) and safetensors shards with an index::
+speech vocabulary size, router and SFT system prompts) and safetensors shards with an index::
 
     model.embed_tokens.*            <- embed_tokens          model.audio_embed.*   <- speech_embed
     model.shared_block.layers.N.*   <- shared_layers.N       model.text_norm.*     <- text_norm
@@ -146,6 +146,7 @@ def save_moss_speech(
             "speech_vocab_size": model.speech_vocab_size,
             "text_model_type": model.config.model_type,
             "router": _router_path(model),
+            "system_prompts": model.system_prompts,
         },
     )
     (directory / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True, default=str))
@@ -194,7 +195,8 @@ def load_moss_speech(
         attn_implementation: ``eager``, ``sdpa`` or a registered name.
 
     Returns:
-        The model in eval mode. Special ids come from the config's ``moss_speech`` block, or are the release's.
+        The model in eval mode. Special ids and system prompts come from the config's ``moss_speech`` block, or are
+        the release's (prompts: None, the library's defaults).
     """
     directory = Path(directory)
     config_path = directory / "config.json"
@@ -247,6 +249,7 @@ def load_moss_speech(
         raise KeyError(f"checkpoint {directory} lacks {len(missing)} parameters, e.g. {missing[:5]}")
     # non-persistent buffers (rotary inv_freq) were never in the checkpoint: rebuild them for real
     model.rotary_emb = type(model.rotary_emb)(config=config).to(device)
+    model.system_prompts = extra.get("system_prompts")
     return model.to(device).eval()
 
 

@@ -37,7 +37,7 @@ from moss_components.data.pretrain_tasks import (
     build_text,
     build_tts,
 )
-from moss_components.data.sft import SFT_MODES, build_sft_example
+from moss_components.data.sft import SFT_MODES, build_sft_example, resolve_system_prompts
 from moss_components.data.speech_cache import SpeechCache, cache_paths
 from moss_components.special_ids import SpeechSpecialIds
 from moss_components.text.char_tokenizer import MODALITY_PAD_TOKEN, START_OF_SPEECH_TOKEN
@@ -146,6 +146,7 @@ class SpeechLMDataset(Dataset):
                     question_speech=_one_codebook(self.qa_cache[f"{r['id']}:question"]),
                     answer_text=r["answer_text"],
                     answer_speech=_one_codebook(self.qa_cache[f"{r['id']}:answer"]),
+                    system_prompts=dm.system_prompts,
                 )
             elif task == "interleaved":
                 lo, hi = h.interleave_sentences
@@ -222,6 +223,8 @@ class SpeechLMDataModule(LightningDataModule):
         tasks: task -> weight, tasks from ``speech, interleaved, asr, tts, sft, text``.
         sft_modes: SFT mode -> weight (``t2t, s2t, t2s, s2s, t2s_guided, s2s_guided``); default the four
             text-free combinations equally.
+        system_prompts: SFT mode -> system prompt, over the defaults of ``data/sft.py``; under the CLI, the model's
+            own (linked from ``SpeechLMModule``).
         text_replay_ratio: probability that a document is text replay (PT-2), on top of ``tasks``.
         max_length: longest document, and the row length when packing (tokens = grid positions).
         batch_size: documents per batch, or packed rows per batch with ``packing``.
@@ -242,6 +245,7 @@ class SpeechLMDataModule(LightningDataModule):
         special_ids: SpeechSpecialIds | None = None,
         tasks: dict[str, float] | None = None,
         sft_modes: dict[str, float] | None = None,
+        system_prompts: dict[str, str] | None = None,
         text_replay_ratio: float = 0.0,
         max_length: int = 512,
         batch_size: int = 8,
@@ -267,6 +271,7 @@ class SpeechLMDataModule(LightningDataModule):
         bad = set(self.sft_weights) - set(SFT_MODES)
         if bad or not self.sft_weights:
             raise ValueError(f"sft_modes {sorted(bad) or sft_modes}; expected positive weights for some of {SFT_MODES}")
+        self.system_prompts = resolve_system_prompts(system_prompts)
         if not 0.0 <= text_replay_ratio < 1.0:
             raise ValueError(f"text_replay_ratio {text_replay_ratio} must be in [0, 1)")
         self._special_ids = special_ids

@@ -204,7 +204,9 @@ class SpokenChat:
         """The generation prompt ``(1, L, 2)`` of a chat mode (``text-free`` | ``text-guided``)."""
         if mode not in CHAT_MODES:
             raise ValueError(f"chat mode {mode!r}; expected one of {sorted(CHAT_MODES)}")
-        grid = build_sft_prompt(self.text_tokenizer, self.model.special_ids, CHAT_MODES[mode], None, question_ids)
+        grid = build_sft_prompt(
+            self.text_tokenizer, self.model.special_ids, CHAT_MODES[mode], None, question_ids, self.model.system_prompts
+        )
         return grid[None].to(self.device)
 
     # ------------------------------------------------------------------ answering

@@ -1,12 +1,14 @@
 """LightningCLI for the training stages: ``moss-speech fit -c configs/<stage>/<preset>.yaml``.
 
-The model and the data module share two things, linked once the model is built (``apply_on="instantiate"``) so
+The model and the data module share three things, linked once the model is built (``apply_on="instantiate"``) so
 that a config states them once:
 
 - ``model.special_ids -> data.special_ids``: the grid's special ids come from the model's text tokenizer
   (``SpeechLMModule``); models without them (``TextLMModule``) leave the data module's own default;
 - ``model.tokenizer -> data.text_tokenizer``: the data module tokenizes with the trunk's tokenizer (a GGUF trunk has
-  no tokenizer directory to name); a model without one leaves the built-in character tokenizer.
+  no tokenizer directory to name); a model without one leaves the built-in character tokenizer;
+- ``model.model.system_prompts -> data.system_prompts``: SFT dialogues are built with the system prompts that are
+  saved with the model (``SpeechLMModule(system_prompts=...)``), so evaluation and chat prompt it the same way.
 
 Links to a data module that lacks the target argument (``AudioTextDataModule`` of the tokenizer / decoder stages)
 are left out for that run; a value given in YAML for a linked argument is replaced by the model's. Before ``fit``
@@ -27,6 +29,10 @@ __all__ = ["MossSpeechCLI", "check_speech_codebook", "run_lightning_cli"]
 
 def _model_special_ids(model):
     return getattr(model, "special_ids", None)
+
+
+def _model_system_prompts(model):
+    return getattr(getattr(model, "model", None), "system_prompts", None)
 
 
 def _model_tokenizer(model):
@@ -62,6 +68,7 @@ class MossSpeechCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
         parser.link_arguments("model", "data.init_args.special_ids", _model_special_ids, apply_on="instantiate")
         parser.link_arguments("model", "data.init_args.text_tokenizer", _model_tokenizer, apply_on="instantiate")
+        parser.link_arguments("model", "data.init_args.system_prompts", _model_system_prompts, apply_on="instantiate")
 
     def before_fit(self) -> None:
         check_speech_codebook(self.model, self.datamodule)

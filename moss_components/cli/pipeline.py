@@ -65,8 +65,8 @@ class PipelinePreset:
 # warm-up then a cosine decay over ``max_steps``: a stage stopped by its time budget halfway through its schedule
 # never anneals, so the presets size ``max_steps`` to their budgets (90% of the measured rate, so that the decay
 # ends before the budget does on a slower machine).
-STEPS_PER_MINUTE = {"tokenizer": 424, "decoder": 209, "judge": 248, "text_llm": 184, "pt1": 178, "pt2": 448,
-                    "sft": 156}  # fmt: skip
+STEPS_PER_MINUTE = {"tokenizer": 424, "decoder": 209, "judge": 248, "text_llm": 184, "pt1": 230, "pt2": 448,
+                    "sft": 240}  # fmt: skip
 
 
 def _budgeted(corpus: str, minutes: dict[str, float], **kwargs) -> PipelinePreset:

@@ -13,6 +13,10 @@ mode             user turn                    assistant turn
 ``s2s_guided``   spoken question              text answer, then the same answer spoken
 ===============  ===========================  ==========================================================
 
+The prompts above are the defaults. A model can be trained with its own (``SpeechLMModule(system_prompts=...)``,
+e.g. the tiny preset's three-character tags, which cost 3 tokens instead of ~45 in a character vocabulary); they are
+saved with its weights (``LayerSplitSpeechLM.system_prompts``), and evaluation and chat prompt it with them.
+
 The conversation is rendered with ``tokenizer.apply_chat_template`` around placeholder contents and cut at the
 placeholders, so any HF chat template works (ChatML of the built-in char tokenizer, SmolLM2, Qwen). Loss falls on
 the assistant turn only: its content and the template text that closes it (``<|im_end|>`` in ChatML).
@@ -20,6 +24,8 @@ the assistant turn only: its content and the template text that closes it (``<|i
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 import torch
 
@@ -36,6 +42,26 @@ SYSTEM_PROMPTS = {
 }
 SFT_MODES = tuple(SYSTEM_PROMPTS)
 _USER, _ASSISTANT = "\u27e6USER\u27e7", "\u27e6ASSISTANT\u27e7"
+
+
+def resolve_system_prompts(overrides: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The system prompt of every mode: :data:`SYSTEM_PROMPTS` with ``overrides`` (mode -> prompt) over them.
+
+    The prompt is all that tells the modes apart, so every prompt must be non-empty and different from the others.
+    """
+    prompts = dict(SYSTEM_PROMPTS)
+    for mode, prompt in (overrides or {}).items():
+        if mode not in SYSTEM_PROMPTS:
+            raise ValueError(f"system prompt for unknown SFT mode {mode!r}; expected modes from {SFT_MODES}")
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise ValueError(f"system prompt of mode {mode!r} is {prompt!r}; expected a non-empty string")
+        prompts[mode] = prompt
+    seen: dict[str, str] = {}
+    for mode, prompt in prompts.items():
+        if prompt in seen:
+            raise ValueError(f"modes {seen[prompt]!r} and {mode!r} share the system prompt {prompt!r}; each needs one")
+        seen[prompt] = mode
+    return prompts
 
 
 def mode_io(mode: str) -> tuple[str, str, bool]:
@@ -67,10 +93,15 @@ def _text(tokenizer, s: str, loss: bool) -> list[Segment]:
 
 
 def _user_and_prompt(
-    tokenizer, special: SpeechSpecialIds, mode: str, question_text: str | None, question_speech: torch.Tensor | None
+    tokenizer,
+    special: SpeechSpecialIds,
+    mode: str,
+    question_text: str | None,
+    question_speech: torch.Tensor | None,
+    system: str,
 ) -> list[Segment]:
     src, out, guided = mode_io(mode)
-    before, between, _ = chat_pieces(tokenizer, SYSTEM_PROMPTS[mode])
+    before, between, _ = chat_pieces(tokenizer, system)
     segs = _text(tokenizer, before, False)
     if src == "speech":
         if question_speech is None:
@@ -89,12 +120,15 @@ def build_sft_prompt(
     mode: str,
     question_text: str | None = None,
     question_speech: torch.Tensor | None = None,
+    system_prompts: Mapping[str, str] | None = None,
 ) -> torch.Tensor:
     """The generation prompt ``(L, 2)`` of a mode: system + user turn + the assistant's opening template text, and
-    start-of-speech for the text-free spoken modes (``t2s``, ``s2s``)."""
-    segs = _user_and_prompt(tokenizer, special, mode, question_text, question_speech)
-    inp, _ = build_grid(segs, special)
+    start-of-speech for the text-free spoken modes (``t2s``, ``s2s``). ``system_prompts``: the model's own
+    (``model.system_prompts``); None: :data:`SYSTEM_PROMPTS`."""
     _, out, guided = mode_io(mode)
+    system = resolve_system_prompts(system_prompts)[mode]
+    segs = _user_and_prompt(tokenizer, special, mode, question_text, question_speech, system)
+    inp, _ = build_grid(segs, special)
     if out == "speech" and not guided:
         inp = torch.cat([inp, torch.tensor([[special.text_start_of_speech, special.speech_pad]])])
     return inp
@@ -108,12 +142,14 @@ def build_sft_example(
     question_speech: torch.Tensor | None = None,
     answer_text: str | None = None,
     answer_speech: torch.Tensor | None = None,
+    system_prompts: Mapping[str, str] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One SFT dialogue ``(input_ids (L, 2), labels (L, 2))``; its first ``len(build_sft_prompt(...))`` positions
-    are the prompt and carry no labels."""
+    are the prompt and carry no labels. ``system_prompts`` as in :func:`build_sft_prompt`."""
     _, out, guided = mode_io(mode)
-    _, _, after = chat_pieces(tokenizer, SYSTEM_PROMPTS[mode])
-    segs = _user_and_prompt(tokenizer, special, mode, question_text, question_speech)
+    system = resolve_system_prompts(system_prompts)[mode]
+    _, _, after = chat_pieces(tokenizer, system)
+    segs = _user_and_prompt(tokenizer, special, mode, question_text, question_speech, system)
     if out == "text" or guided:
         if not answer_text:
             raise ValueError(f"mode {mode!r} needs an answer text")

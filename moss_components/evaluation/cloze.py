@@ -278,7 +278,10 @@ def text_cloze_accuracy(model, tokenizer, items: list[TextClozeItem], batch_size
 
 
 def _spoken_grid(model, tokenizer, question: torch.Tensor, answer: torch.Tensor):
-    inp, lab = build_sft_example(tokenizer, model.special_ids, "s2s", question_speech=question, answer_speech=answer)
+    inp, lab = build_sft_example(
+        tokenizer, model.special_ids, "s2s", question_speech=question, answer_speech=answer,
+        system_prompts=model.system_prompts,
+    )  # fmt: skip
     lab[:, 0] = IGNORE_INDEX  # score the spoken answer (ids + end-of-speech), not the template text after it
     return inp, lab
 

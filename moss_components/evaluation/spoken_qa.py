@@ -80,7 +80,10 @@ def answer_questions(
     answers: list[QAAnswer] = []
     for i in tqdm(range(0, len(items), batch_size), desc=f"qa {mode}", disable=not progress, leave=False):
         chunk = items[i : i + batch_size]
-        prompts = [build_sft_prompt(tokenizer, special, mode, it.question_text, it.question_speech) for it in chunk]
+        prompts = [
+            build_sft_prompt(tokenizer, special, mode, it.question_text, it.question_speech, model.system_prompts)
+            for it in chunk
+        ]
         grid, mask = left_pad(prompts, pad, special.speech_pad)
         result = generate(model, grid, mask, sampling)
         texts = [tokenizer.decode(ids, skip_special_tokens=True) for ids in result.text_ids]

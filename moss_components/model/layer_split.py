@@ -92,6 +92,8 @@ class LayerSplitSpeechLM(nn.Module):
     Attributes:
         special_ids, num_shared_layers, num_hidden_layers (N of the base), text_vocab_size, speech_vocab_size,
         config (the base model's HF config), router, fused_loss.
+        system_prompts: the SFT system prompt of each mode (``data/sft.py``) the model was trained with, saved with
+            its weights; None: the library's defaults.
     """
 
     def __init__(
@@ -126,6 +128,7 @@ class LayerSplitSpeechLM(nn.Module):
         self.rotary_emb = rotary_emb
         self.router = router
         self.special_ids = special_ids
+        self.system_prompts: dict[str, str] | None = None
         self.fused_loss = fused_loss
         self.num_shared_layers = len(shared_layers)
         self.num_hidden_layers = len(shared_layers) + len(text_layers)

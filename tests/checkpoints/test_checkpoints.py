@@ -48,6 +48,14 @@ def test_round_trip_gives_identical_logits(tmp_path, family):
         a, b = model(x), loaded(x)
     assert torch.equal(a.text_logits, b.text_logits) and torch.equal(a.speech_logits, b.speech_logits)
     assert loaded.special_ids == IDS and loaded.num_shared_layers == 2 and type(loaded.config) is type(model.config)
+    assert loaded.system_prompts is None, "no prompts of its own: the library's defaults"
+
+
+def test_system_prompts_travel_with_the_weights(tmp_path):
+    model = trained_like()
+    model.system_prompts = {"s2t": "s2t", "t2t": "t2t"}
+    save_moss_speech(model, tmp_path)
+    assert load_moss_speech(tmp_path).system_prompts == {"s2t": "s2t", "t2t": "t2t"}
 
 
 def test_layout_matches_the_release(tmp_path):

@@ -69,14 +69,17 @@ def test_yaml_swaps_router_freezing_and_trunk(assets, tmp_path):
             "--model.init_args.router=moss_components.routers.ModalityRoutedRouter",
             "--model.init_args.freezing=moss_components.freezing.FreezeShared",
             f"--model.init_args.trunk={trunk}",
+            '--model.init_args.system_prompts={"s2t": "s2t"}',
         ]
     )
     assert isinstance(cli.model.model.router, ModalityRoutedRouter)
     assert isinstance(cli.model.freezing, FreezeShared)
     assert isinstance(cli.model.trunk, ConfigTrunk) and cli.model.model.config.model_type == "llama"
-    # the links: the data module uses the model's tokenizer and special ids
+    # the links: the data module uses the model's tokenizer, special ids and system prompts
     assert cli.datamodule.special_ids == cli.model.special_ids
     assert cli.datamodule.tokenizer is cli.model.tokenizer
+    assert cli.datamodule.system_prompts == cli.model.model.system_prompts
+    assert cli.model.model.system_prompts["s2t"] == "s2t"
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,14 @@ from moss_components.data.pretrain_tasks import (
     build_tts,
     build_tts_prompt,
 )
-from moss_components.data.sft import SFT_MODES, build_sft_example, build_sft_prompt, mode_io
+from moss_components.data.sft import (
+    SFT_MODES,
+    SYSTEM_PROMPTS,
+    build_sft_example,
+    build_sft_prompt,
+    mode_io,
+    resolve_system_prompts,
+)
 from moss_components.special_ids import SpeechSpecialIds
 from moss_components.text.char_tokenizer import build_char_tokenizer
 
@@ -92,6 +99,33 @@ def test_sft_loss_only_on_the_assistant_turn_and_prompt_is_a_prefix(mode):
     assert ("what is the capital of france" in rendered) == (src == "text")
     assert ("the answer is paris" in rendered) == (out == "text" or guided)
     assert rendered.count("<S>") == (src == "speech") + (out == "speech")
+
+
+def test_sft_with_the_model_own_system_prompts():
+    tags = {"s2t": "s2t", "s2s": "s2s"}
+    kw = dict(question_speech=S1, answer_text="the answer is paris")
+    inp, lab = build_sft_example(TOK, SP, "s2t", **kw, system_prompts=tags)
+    prompt = build_sft_prompt(TOK, SP, "s2t", question_speech=S1, system_prompts=tags)
+    assert torch.equal(inp[: len(prompt)], prompt), "the generation prompt is exactly the trained prefix"
+    system = _decode(inp[: len(prompt), 0]).split("<|im_end|>")[0]
+    assert system == "<|im_start|>system\ns2t"
+    default, _ = build_sft_example(TOK, SP, "s2t", **kw)
+    assert len(default) - len(inp) == len(SYSTEM_PROMPTS["s2t"]) - 3, "one character token less per character"
+    # modes without an override keep the default prompt
+    assert resolve_system_prompts(tags)["t2t"] == SYSTEM_PROMPTS["t2t"]
+
+
+@pytest.mark.parametrize(
+    "prompts, match",
+    [
+        ({"s2x": "s2x"}, "unknown SFT mode 's2x'"),
+        ({"s2t": " "}, "system prompt of mode 's2t' is ' '"),
+        ({"s2t": "go", "t2t": "go"}, "modes 't2t' and 's2t' share the system prompt 'go'"),
+    ],
+)
+def test_bad_system_prompts_are_named(prompts, match):
+    with pytest.raises(ValueError, match=match):
+        build_sft_example(TOK, SP, "s2t", question_speech=S1, answer_text="paris", system_prompts=prompts)
 
 
 def test_sft_with_a_bpe_chat_tokenizer():

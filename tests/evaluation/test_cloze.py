@@ -44,6 +44,7 @@ class BigramLM(nn.Module):
         super().__init__()
         self.special_ids, self.log_p_text, self.log_p_speech = special_ids, log_p_text, log_p_speech
         self.router = NoSplitRouter() if joint else DualBranchRouter()
+        self.system_prompts = None  # the library's default SFT prompts
 
     def forward(self, input_ids, attention_mask=None):
         text, speech = input_ids[..., 0], input_ids[..., 1]

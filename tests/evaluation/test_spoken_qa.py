@@ -40,3 +40,19 @@ def test_spoken_answers_need_a_judge():
     model = LayerSplitSpeechLM.from_text_model(trunk.load(), 1, ids.speech_vocab_size, ids)
     with pytest.raises(ValueError, match="answers in speech"):
         answer_questions(model, tok, [QAItem("q", "x?", "y")], "t2s")
+
+
+def test_questions_are_asked_with_the_model_own_system_prompts(monkeypatch):
+    from moss_components.evaluation import spoken_qa
+
+    trunk = ConfigTrunk(CONFIG, tokenizer="char")
+    tok = trunk.load_tokenizer()
+    ids = SpeechSpecialIds.from_tokenizer(tok, 16)
+    model = LayerSplitSpeechLM.from_text_model(trunk.load(), 1, ids.speech_vocab_size, ids).eval()
+    model.system_prompts = {"t2t": "t2t"}
+    seen = []
+    build = spoken_qa.build_sft_prompt
+    monkeypatch.setattr(spoken_qa, "build_sft_prompt", lambda *a: seen.append(a[-1]) or build(*a))
+    answer_questions(model, tok, [QAItem("q", "where?", "paris")], "t2t",
+                     sampling=SamplingConfig(greedy=True, max_new_tokens=2), progress=False)  # fmt: skip
+    assert seen == [{"t2t": "t2t"}]

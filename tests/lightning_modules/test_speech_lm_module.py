@@ -48,6 +48,17 @@ def test_pt1_export_is_pt2_init_from_with_identical_logits(tmp_path):
                for f in (tmp_path / "pt1").iterdir()), sorted(f.name for f in (tmp_path / "pt1").iterdir())  # fmt: skip
 
 
+def test_system_prompts_are_set_exported_and_inherited(tmp_path):
+    from moss_components.data.sft import SYSTEM_PROMPTS
+
+    assert _pt1_module().model.system_prompts is None
+    sft = SpeechLMModule(ConfigTrunk(TRUNK, tokenizer="char"), 32, 2, system_prompts={"s2t": "s2t"})
+    assert sft.model.system_prompts == {**SYSTEM_PROMPTS, "s2t": "s2t"}
+    sft.export(tmp_path / "sft")
+    again = SpeechLMModule(ConfigTrunk(TRUNK, tokenizer="char"), 32, 2, init_from=str(tmp_path / "sft"))
+    assert again.model.system_prompts == sft.model.system_prompts, "a stage keeps the prompts of its init_from"
+
+
 def test_checkpoint_loads_with_weights_only(tmp_path):
     module = _pt1_module()
     trainer = Trainer(accelerator="cpu", max_steps=0, logger=False, enable_checkpointing=False,
