@@ -1,4 +1,5 @@
-"""The character vocabulary of every CTC head here (blank, space, apostrophe, a-z), greedy decoding and CER."""
+"""The character vocabulary of every CTC head here (blank, space, apostrophe, a-z), greedy and closed-set decoding,
+and CER."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import re
 
 import torch
 
-__all__ = ["BLANK", "CHARS", "VOCAB_SIZE", "normalize_text", "text_to_ids", "ctc_greedy_decode", "cer"]
+__all__ = ["BLANK", "CHARS", "VOCAB_SIZE", "normalize_text", "text_to_ids", "ctc_greedy_decode",
+           "ctc_closed_set_decode", "cer"]  # fmt: skip
 
 BLANK = 0
 CHARS = " '" + "abcdefghijklmnopqrstuvwxyz"
@@ -33,6 +35,28 @@ def ctc_greedy_decode(log_probs: torch.Tensor, lengths: torch.Tensor | None = No
         seq = best[i, : int(lengths[i])] if lengths is not None else best[i]
         seq = torch.unique_consecutive(seq)
         out.append("".join(CHARS[j - 1] for j in seq.tolist() if j != BLANK).strip())
+    return out
+
+
+def ctc_closed_set_decode(log_probs: torch.Tensor, lengths: torch.Tensor, candidates: list[str]) -> list[str]:
+    """Per item, the candidate transcript with the highest CTC likelihood under ``log_probs`` ``(B, N, V)`` with
+    ``(B,)`` valid frames: recognition with a closed vocabulary of sentences (a lexicon, in effect). A character CTC
+    model spells rare words by ear ("delhi" comes out "delly"); choosing among the sentences that can be said
+    scores what was said rather than its spelling. An item no candidate fits (more labels than frames) gets "".
+    """
+    targets = [torch.tensor(text_to_ids(c), dtype=torch.long) for c in candidates]
+    if not targets or any(len(t) == 0 for t in targets):
+        raise ValueError(f"closed-set decoding needs non-empty candidate transcripts, got {candidates[:5]!r}...")
+    flat = torch.cat(targets)
+    target_lengths = torch.tensor([len(t) for t in targets])
+    out = []
+    for i in range(log_probs.shape[0]):
+        n = int(lengths[i])
+        lp = log_probs[i, :n].float().log_softmax(-1)[:, None].expand(n, len(targets), -1)
+        nll = torch.nn.functional.ctc_loss(lp, flat, torch.full((len(targets),), n), target_lengths,
+                                           blank=BLANK, reduction="none", zero_infinity=False)  # fmt: skip
+        best = int(nll.argmin())
+        out.append(normalize_text(candidates[best]) if torch.isfinite(nll[best]) else "")
     return out
 
 

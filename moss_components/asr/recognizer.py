@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from moss_components.asr.ctc_head import CTCHead, CTCOutput
-from moss_components.asr.ctc_vocab import ctc_greedy_decode
+from moss_components.asr.ctc_vocab import ctc_closed_set_decode, ctc_greedy_decode
 from moss_components.audio import to_mono_float32
 from moss_components.tokenizers.causal_encoder import CausalSpeechEncoder
 from moss_components.tokenizers.pretrained import ConfigCapture, load_pretrained
@@ -61,8 +61,12 @@ class CTCRecognizer(ConfigCapture, nn.Module):
         return CTCOutput(log_probs, lengths, wav.new_zeros(()))
 
     @torch.no_grad()
-    def transcribe(self, wav: torch.Tensor | list, sample_rate: int) -> list[str]:
-        """Greedy transcript of each clip; ``wav`` is ``(T,)``, ``(B, T)`` or a list of clips at ``sample_rate``."""
+    def transcribe(self, wav: torch.Tensor | list, sample_rate: int, candidates: list[str] | None = None) -> list[str]:
+        """Transcript of each clip; ``wav`` is ``(T,)``, ``(B, T)`` or a list of clips at ``sample_rate``.
+
+        Greedy (open vocabulary), or with ``candidates`` the most likely of those sentences
+        (:func:`ctc_closed_set_decode`).
+        """
         if isinstance(wav, (list, tuple)):
             clips = list(wav)
         else:
@@ -79,6 +83,8 @@ class CTCRecognizer(ConfigCapture, nn.Module):
             batch[i, : c.numel()] = c
         device = next(self.parameters()).device
         out = self.ctc_forward(batch.to(device), lengths.to(device))
+        if candidates is not None:
+            return ctc_closed_set_decode(out.log_probs, out.lengths, candidates)
         return ctc_greedy_decode(out.log_probs, out.lengths)
 
 

@@ -110,7 +110,8 @@ def write_answers(path: Path, details: dict) -> int:
         for a in answers:
             rows.append({"figure": figure, "mode": a.mode, "id": a.item.id, "question": a.item.question_text,
                          "expected": a.item.answer, "text": a.text, "transcript": a.transcript,
-                         "correct": a.correct, "ids_exact_match": a.ids_exact_match,
+                         "correct": a.correct, "open_transcript": a.open_transcript, "correct_open": a.correct_open,
+                         "ids_exact_match": a.ids_exact_match,
                          "category": a.item.tags.get("category"), "unseen_voice": a.item.tags.get("unseen_voice"),
                          "heldout": a.item.tags.get("heldout")})  # fmt: skip
     tmp = path.with_name(path.name + ".tmp")

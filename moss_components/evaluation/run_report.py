@@ -81,9 +81,23 @@ def _subset(items: list[QAItem], which: str, limit: int | None, seed: int) -> li
 REFERENCE_ANSWERS = 150
 
 
+def answer_candidates(layout: RunLayout) -> list[str]:
+    """Every spoken answer sentence of the corpus (``facts.jsonl``, held-out facts included): the closed set the
+    judge chooses from (``spoken_qa``'s module docstring)."""
+    path = layout.corpus / "facts.jsonl"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: the judge needs the corpus' answer sentences")
+    return sorted({r["answer_text"] for r in read_manifest(path, required=("answer_text",))})
+
+
+def _accuracy(heard: list[str], items: list[QAItem]) -> float:
+    return sum(answer_is_correct(h, it.answer) for h, it in zip(heard, items)) / len(items)
+
+
 @torch.no_grad()
-def reference_answer_figures(speech: SpeechOutput, items: list[QAItem]) -> dict:
-    """The spoken-answer path's ceiling on S->S: the reference answers' own ids through decoder, vocoder and judge.
+def reference_answer_figures(speech: SpeechOutput, items: list[QAItem], candidates: list[str]) -> dict:
+    """The spoken-answer path's ceiling on S->S: the reference answers' own ids through decoder, vocoder and judge
+    (closed-set judging, and ``_open``: greedy).
 
     A model whose ids match the reference exactly scores this, not 1.0; S->S far below S->T with a high
     ``ids_exact_match`` points at the codec, not the LM.
@@ -91,9 +105,12 @@ def reference_answer_figures(speech: SpeechOutput, items: list[QAItem]) -> dict:
     items = [it for it in items if it.answer_speech is not None]
     if not items:
         return {"s2s_reference_ids_accuracy": None}
-    heard = speech.transcribe(speech.speak([it.answer_speech.tolist() for it in items]))
-    correct = [answer_is_correct(h, it.answer) for h, it in zip(heard, items)]
-    return {"s2s_reference_ids_accuracy": sum(correct) / len(items), "s2s_reference_ids_n": len(items)}
+    wavs = speech.speak([it.answer_speech.tolist() for it in items])
+    return {
+        "s2s_reference_ids_accuracy": _accuracy(speech.transcribe(wavs, candidates), items),
+        "s2s_reference_ids_accuracy_open": _accuracy(speech.transcribe(wavs), items),
+        "s2s_reference_ids_n": len(items),
+    }
 
 
 @torch.no_grad()
@@ -115,6 +132,7 @@ def evaluate_run(
     judge = load_recognizer(layout.export("judge")).eval()
     speech = SpeechOutput(load_decoder(layout.decoder).eval(), load_vocoder(layout.vocoder).eval(), judge)
     items = load_qa_items(layout, split)
+    candidates = answer_candidates(layout)
 
     figures: dict = {"split": split, "speech_lm": str(layout.speech_lm.relative_to(layout.root))}
     details: dict = {}
@@ -125,9 +143,12 @@ def evaluate_run(
             figures[key] = None
             continue
         sampling = SamplingConfig(greedy=True, repetition_penalty=1.0, max_new_tokens=max_new_tokens)
-        answers = answer_questions(model, tokenizer, subset, mode, speech, sampling, batch_size=batch_size)
+        answers = answer_questions(model, tokenizer, subset, mode, speech, sampling, batch_size=batch_size,
+                                   answer_candidates=candidates)  # fmt: skip
         summary = summarize(answers)
         figures[key] = summary["accuracy"]
+        if "accuracy_open" in summary:
+            figures[f"{key}_open"] = summary["accuracy_open"]
         figures[f"{key}_n"] = summary["n"]
         if "ids_exact_match" in summary:
             figures[key.replace("accuracy", "ids_exact_match")] = summary["ids_exact_match"]
@@ -138,13 +159,17 @@ def evaluate_run(
 
     # the judge on the reference answers: the fixed assistant voice, as the s2s answers should sound
     by_id = {r["id"]: r for r in read_manifest(layout.corpus / "qa" / f"{split}.jsonl")}
-    wavs, texts = [], []
-    for it in _subset(items, "seen", 64, seed):
+    wavs, texts, judged = [], [], _subset(items, "seen", 64, seed)
+    for it in judged:
         wavs.append(load_audio(layout.corpus / by_id[it.id]["answer_audio"], judge.sample_rate))
         texts.append(by_id[it.id]["answer_text"])
-    figures["judge_cer_assistant_voice"] = cer(speech.transcribe(wavs), texts) if wavs else None
+    heard = speech.transcribe(wavs) if wavs else []
+    figures["judge_cer_assistant_voice"] = cer(heard, texts) if wavs else None
+    if wavs:  # the judge's own ceiling: the real answer recordings, heard right
+        figures["judge_reference_audio_accuracy"] = _accuracy(speech.transcribe(wavs, candidates), judged)
+        figures["judge_reference_audio_accuracy_open"] = _accuracy(heard, judged)
     seen = _subset(items, "seen", max_items, seed)[:REFERENCE_ANSWERS]
-    figures.update(reference_answer_figures(speech, seen))
+    figures.update(reference_answer_figures(speech, seen, candidates))
 
     figures.update(text_figures(layout))
     figures.update(cloze_figures(layout, model, tokenizer, split, max_items, seed))

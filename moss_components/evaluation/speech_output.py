@@ -42,8 +42,9 @@ class SpeechOutput:
         return wavs
 
     @torch.no_grad()
-    def transcribe(self, wavs: list[torch.Tensor]) -> list[str]:
-        """The judge's transcript of each waveform ("" for empty audio)."""
+    def transcribe(self, wavs: list[torch.Tensor], candidates: list[str] | None = None) -> list[str]:
+        """The judge's transcript of each waveform ("" for empty audio): greedy, or with ``candidates`` the most
+        likely of those sentences."""
         if self.judge is None:
             raise ValueError("no ASR judge was given; pass judge= to transcribe answers")
         out = []
@@ -51,5 +52,5 @@ class SpeechOutput:
             if wav.numel() < self.sample_rate // 10:  # under 0.1 s: nothing a judge could read
                 out.append("")
             else:
-                out.append(self.judge.transcribe(wav[None], self.sample_rate)[0])
+                out.append(self.judge.transcribe(wav[None], self.sample_rate, candidates)[0])
         return out

@@ -4,6 +4,12 @@ Each test question is put to the model in one of the SFT modes (the system promp
 matched directly; a spoken answer is decoded to audio, transcribed by an ASR judge that is not the model under
 test, and then matched. For the fixed assistant voice the generated speech ids are also compared with the ids of
 the reference answer's audio (exact match).
+
+The judge is a character CTC model: it hears "delhi" and may write "delly", which no normalization matches. Given
+``answer_candidates`` (every answer sentence the corpus has, "the answer is new delhi" ...), it transcribes a spoken
+answer as the most likely of them (closed-vocabulary recognition, the role a lexicon and language model play in a
+full ASR system), and that transcript is scored; the open, greedy transcript is scored beside it
+(``correct_open``).
 """
 
 from __future__ import annotations
@@ -41,6 +47,8 @@ class QAAnswer:
     transcript: str | None
     correct: bool
     ids_exact_match: bool | None
+    open_transcript: str | None = None  # spoken answers under closed-set judging: the judge's greedy transcript
+    correct_open: bool | None = None
 
 
 def left_pad(prompts: list[torch.Tensor], text_pad: int, speech_pad: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -65,11 +73,13 @@ def answer_questions(
     sampling: SamplingConfig | None = None,
     batch_size: int = 16,
     progress: bool = True,
+    answer_candidates: list[str] | None = None,
 ) -> list[QAAnswer]:
     """Ask every item in ``mode`` (``t2t``, ``s2t``, ``t2s``, ``s2s``, ``t2s_guided``, ``s2s_guided``) and score it.
 
-    Spoken answers need ``speech`` (decoder, vocoder and judge). Greedy decoding without repetition penalty unless
-    ``sampling`` says otherwise.
+    Spoken answers need ``speech`` (decoder, vocoder and judge); with ``answer_candidates`` the judge picks the most
+    likely of those sentences (module docstring). Greedy decoding without repetition penalty unless ``sampling``
+    says otherwise.
     """
     _, out_modality, _ = mode_io(mode)
     if out_modality == "speech" and (speech is None or speech.judge is None):
@@ -88,22 +98,33 @@ def answer_questions(
         result = generate(model, grid, mask, sampling)
         texts = [tokenizer.decode(ids, skip_special_tokens=True) for ids in result.text_ids]
         transcripts: list[str | None] = [None] * len(chunk)
+        open_transcripts: list[str | None] = [None] * len(chunk)
         if out_modality == "speech":
-            transcripts = speech.transcribe(speech.speak(result.speech_ids))
-        for it, text, sp, tr in zip(chunk, texts, result.speech_ids, transcripts):
+            wavs = speech.speak(result.speech_ids)
+            transcripts = speech.transcribe(wavs)
+            if answer_candidates is not None:
+                open_transcripts, transcripts = transcripts, speech.transcribe(wavs, answer_candidates)
+        for it, text, sp, tr, open_tr in zip(chunk, texts, result.speech_ids, transcripts, open_transcripts):
             said = tr if out_modality == "speech" else text
             exact = None
             if out_modality == "speech" and it.answer_speech is not None:
                 exact = sp == it.answer_speech.tolist()
-            answers.append(QAAnswer(it, mode, text, sp, tr, answer_is_correct(said, it.answer), exact))
+            answer = QAAnswer(it, mode, text, sp, tr, answer_is_correct(said, it.answer), exact)
+            if open_tr is not None:
+                answer.open_transcript, answer.correct_open = open_tr, answer_is_correct(open_tr, it.answer)
+            answers.append(answer)
     return answers
 
 
 def summarize(answers: list[QAAnswer]) -> dict:
-    """Accuracy overall and per tag value (e.g. ``heldout``, ``unseen_voice``), plus the ids exact-match rate."""
+    """Accuracy overall and per tag value (e.g. ``heldout``, ``unseen_voice``), plus the ids exact-match rate and,
+    under closed-set judging, the accuracy of the judge's open transcripts (``accuracy_open``)."""
     if not answers:
         raise ValueError("no answers to summarize")
     out = {"n": len(answers), "accuracy": sum(a.correct for a in answers) / len(answers)}
+    opened = [a.correct_open for a in answers if a.correct_open is not None]
+    if opened:
+        out["accuracy_open"] = sum(opened) / len(opened)
     exact = [a.ids_exact_match for a in answers if a.ids_exact_match is not None]
     if exact:
         out["ids_exact_match"] = sum(exact) / len(exact)

@@ -1,7 +1,16 @@
 import pytest
 import torch
 
-from moss_components.asr import CHARS, VOCAB_SIZE, CTCRecognizer, cer, ctc_greedy_decode, load_recognizer, text_to_ids
+from moss_components.asr import (
+    CHARS,
+    VOCAB_SIZE,
+    CTCRecognizer,
+    cer,
+    ctc_closed_set_decode,
+    ctc_greedy_decode,
+    load_recognizer,
+    text_to_ids,
+)
 from moss_components.tokenizers import save_pretrained
 
 
@@ -15,6 +24,31 @@ def test_greedy_decode_collapses_repeats_and_blanks():
     lp = torch.nn.functional.one_hot(torch.tensor([seq]), VOCAB_SIZE).float().log()
     assert ctc_greedy_decode(lp, torch.tensor([8])) == ["bb c"]
     assert ctc_greedy_decode(lp, torch.tensor([3])) == ["b"]
+
+
+def _spelled(text: str, frames_per_char: int = 2, blur: float = 0.0) -> torch.Tensor:
+    """``(1, N, V)`` log-probs that spell ``text`` (each character for a few frames, blanks between), with ``blur``
+    of each frame's mass spread evenly over the whole vocabulary."""
+    seq = []
+    for i in text_to_ids(text):
+        seq += [i] * frames_per_char + [0]
+    probs = torch.nn.functional.one_hot(torch.tensor(seq), VOCAB_SIZE).float() * (1 - blur) + blur / VOCAB_SIZE
+    return probs.log()[None]
+
+
+def test_closed_set_decode_picks_the_sentence_that_was_said():
+    candidates = ["the answer is new delhi", "the answer is tokyo", "the answer is oslo"]
+    lp = _spelled("the answer is nu deli", blur=0.3)  # said by ear: greedy decoding spells it so
+    assert ctc_greedy_decode(lp, torch.tensor([lp.shape[1]])) == ["the answer is nu deli"]
+    assert ctc_closed_set_decode(lp, torch.tensor([lp.shape[1]]), candidates) == ["the answer is new delhi"]
+    oslo = _spelled("the answer is oslo")
+    both = torch.cat([torch.nn.functional.pad(oslo, (0, 0, 0, lp.shape[1] - oslo.shape[1]), value=0.0), lp])
+    lengths = torch.tensor([oslo.shape[1], lp.shape[1]])
+    assert ctc_closed_set_decode(both, lengths, candidates) == ["the answer is oslo", "the answer is new delhi"]
+    # fewer frames than any candidate has labels: nothing fits, so nothing is claimed
+    assert ctc_closed_set_decode(lp[:, :5], torch.tensor([5]), candidates) == [""]
+    with pytest.raises(ValueError, match="non-empty candidate"):
+        ctc_closed_set_decode(lp, torch.tensor([lp.shape[1]]), ["the answer", "!"])
 
 
 def test_cer():
@@ -34,6 +68,7 @@ def test_recognizer_rate_and_transcribe(tmp_path):
     again = load_recognizer(tmp_path / "judge")
     wav = torch.randn(1, 16000) * 0.1
     assert again.transcribe(wav, 16000) == rec.transcribe(wav, 16000)
+    assert rec.transcribe(wav, 16000, candidates=["a b", "c"])[0] in ("a b", "c")
 
 
 def test_recognizer_bad_input():

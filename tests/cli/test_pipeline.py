@@ -86,7 +86,8 @@ def test_smoke_pipeline_runs_every_stage_and_resumes(tmp_path):
     for key in ("s2s_text_free_accuracy", "s2s_text_guided_accuracy", "s2t_accuracy", "t2t_accuracy",
                 "unseen_voice_s2s_accuracy", "heldout_fact_s2s_accuracy", "text_ppl_base", "text_ppl_after_pt1",
                 "text_ppl_after_sft", "codec_resynth_cer", "judge_cer_assistant_voice",
-                "s2s_reference_ids_accuracy"):  # fmt: skip
+                "s2s_reference_ids_accuracy", "s2s_text_free_accuracy_open", "s2s_reference_ids_accuracy_open",
+                "judge_reference_audio_accuracy", "judge_reference_audio_accuracy_open"):  # fmt: skip
         assert key in report, key
     assert report["text_path_unchanged"] is True
     assert 0 <= report["s2s_reference_ids_accuracy"] <= 1 and report["s2s_reference_ids_n"] > 0
@@ -99,6 +100,8 @@ def test_smoke_pipeline_runs_every_stage_and_resumes(tmp_path):
         lines = [a for a in answers if a["figure"] == figure]
         assert len(lines) == report[f"{figure}_n"] and lines[0]["expected"]
         assert report[figure] == pytest.approx(sum(a["correct"] for a in lines) / len(lines))
+    spoken = [a for a in answers if a["figure"] == "s2s_text_free_accuracy"]  # closed-set judge, and open beside
+    assert report["s2s_text_free_accuracy_open"] == pytest.approx(sum(a["correct_open"] for a in spoken) / len(spoken))
 
     before = {s: layout.record(s).read_text() for s in STAGES}
     pipeline(preset="smoke", out=str(out))  # a rerun skips every finished stage

@@ -56,3 +56,32 @@ def test_questions_are_asked_with_the_model_own_system_prompts(monkeypatch):
     answer_questions(model, tok, [QAItem("q", "where?", "paris")], "t2t",
                      sampling=SamplingConfig(greedy=True, max_new_tokens=2), progress=False)  # fmt: skip
     assert seen == [{"t2t": "t2t"}]
+
+
+class _ByEarJudge:
+    """Speech side whose judge spells the answer by ear ("parris"), and says the right sentence from a closed set."""
+
+    judge = object()
+
+    def speak(self, ids):
+        return [torch.zeros(1600) for _ in ids]
+
+    def transcribe(self, wavs, candidates=None):
+        return ["the answer is paris" if candidates else "the answer is parris" for _ in wavs]
+
+
+def test_closed_set_judging_is_scored_beside_the_open_transcript():
+    trunk = ConfigTrunk(CONFIG, tokenizer="char")
+    tok = trunk.load_tokenizer()
+    ids = SpeechSpecialIds.from_tokenizer(tok, 16)
+    model = LayerSplitSpeechLM.from_text_model(trunk.load(), 1, ids.speech_vocab_size, ids).eval()
+    item = QAItem("q", "where?", "paris", question_speech=torch.tensor([1, 2, 3]))
+    config = SamplingConfig(greedy=True, max_new_tokens=3)
+    [closed] = answer_questions(model, tok, [item], "s2s", _ByEarJudge(), config, progress=False,
+                                answer_candidates=["the answer is paris", "the answer is oslo"])  # fmt: skip
+    assert (closed.transcript, closed.correct) == ("the answer is paris", True)
+    assert (closed.open_transcript, closed.correct_open) == ("the answer is parris", False)
+    assert summarize([closed])["accuracy"] == 1.0 and summarize([closed])["accuracy_open"] == 0.0
+    [greedy] = answer_questions(model, tok, [item], "s2s", _ByEarJudge(), config, progress=False)
+    assert (greedy.transcript, greedy.correct, greedy.open_transcript) == ("the answer is parris", False, None)
+    assert "accuracy_open" not in summarize([greedy])
