@@ -7,6 +7,16 @@ import json
 from moss_components.evaluation.run_layout import RunLayout
 
 
+def _run_preset(layout: RunLayout) -> str:
+    """The pipeline preset a run was made with (its corpus is named after it), for the report's title and targets;
+    ``tiny`` when the corpus preset is not a pipeline preset (``micro``, a custom corpus)."""
+    from moss_components.cli.pipeline import PRESETS
+
+    summary = layout.corpus / "corpus.json"
+    preset = json.loads(summary.read_text()).get("preset") if summary.is_file() else None
+    return preset if preset in PRESETS else "tiny"
+
+
 def evaluate(
     run: str, split: str = "test", max_items: int | None = 200, write: bool = False, cloze_only: bool = False
 ) -> dict:
@@ -33,7 +43,8 @@ def evaluate(
         from moss_components.cli.pipeline import PRESETS, Pipeline
         from moss_components.cli.report import write_report
 
-        figures = write_report(layout, Pipeline(layout, PRESETS["tiny"]).wall_seconds(), max_items=max_items)
+        preset = _run_preset(layout)
+        figures = write_report(layout, Pipeline(layout, PRESETS[preset]).wall_seconds(), preset, max_items=max_items)
     else:
         from moss_components.evaluation.run_report import evaluate_run
 

@@ -116,3 +116,14 @@ def test_smoke_pipeline_runs_every_stage_and_resumes(tmp_path):
     assert json.loads((variant / "report.json").read_text())["text_path_unchanged"] is True
     with pytest.raises(FileNotFoundError, match="has not finished stage 'corpus'"):
         pipeline(preset="smoke", out=str(tmp_path / "v2"), base=str(tmp_path / "nothing"), stages=["sft"])
+
+
+@pytest.mark.parametrize("corpus_preset, expected", [("small", "small"), ("micro", "tiny"), (None, "tiny")])
+def test_evaluate_writes_a_report_under_the_run_own_preset(tmp_path, corpus_preset, expected):
+    from moss_components.cli.evaluate import _run_preset
+
+    layout = RunLayout(tmp_path)
+    if corpus_preset:
+        layout.corpus.mkdir(parents=True)
+        (layout.corpus / "corpus.json").write_text(json.dumps({"preset": corpus_preset}))
+    assert _run_preset(layout) == expected
