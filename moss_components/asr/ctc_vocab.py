@@ -52,7 +52,7 @@ def ctc_closed_set_decode(log_probs: torch.Tensor, lengths: torch.Tensor, candid
     out = []
     for i in range(log_probs.shape[0]):
         n = int(lengths[i])
-        lp = log_probs[i, :n].float().log_softmax(-1)[:, None].expand(n, len(targets), -1)
+        lp = log_probs[i, :n].float()[:, None].expand(n, len(targets), -1)
         nll = torch.nn.functional.ctc_loss(lp, flat, torch.full((len(targets),), n), target_lengths,
                                            blank=BLANK, reduction="none", zero_infinity=False)  # fmt: skip
         best = int(nll.argmin())

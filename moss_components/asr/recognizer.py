@@ -15,7 +15,7 @@ from moss_components.audio import to_mono_float32
 from moss_components.tokenizers.causal_encoder import CausalSpeechEncoder
 from moss_components.tokenizers.pretrained import ConfigCapture, load_pretrained
 
-__all__ = ["CTCRecognizer", "load_recognizer"]
+__all__ = ["CTCRecognizer", "decode_ctc", "load_recognizer"]
 
 
 class CTCRecognizer(ConfigCapture, nn.Module):
@@ -61,12 +61,9 @@ class CTCRecognizer(ConfigCapture, nn.Module):
         return CTCOutput(log_probs, lengths, wav.new_zeros(()))
 
     @torch.no_grad()
-    def transcribe(self, wav: torch.Tensor | list, sample_rate: int, candidates: list[str] | None = None) -> list[str]:
-        """Transcript of each clip; ``wav`` is ``(T,)``, ``(B, T)`` or a list of clips at ``sample_rate``.
-
-        Greedy (open vocabulary), or with ``candidates`` the most likely of those sentences
-        (:func:`ctc_closed_set_decode`).
-        """
+    def read(self, wav: torch.Tensor | list, sample_rate: int) -> CTCOutput:
+        """CTC log-probs ``(B, M, V)`` of clips ``wav`` (``(T,)``, ``(B, T)`` or a list) at ``sample_rate``: mono,
+        resampled and zero-padded into one batch."""
         if isinstance(wav, (list, tuple)):
             clips = list(wav)
         else:
@@ -82,10 +79,20 @@ class CTCRecognizer(ConfigCapture, nn.Module):
         for i, c in enumerate(clips):
             batch[i, : c.numel()] = c
         device = next(self.parameters()).device
-        out = self.ctc_forward(batch.to(device), lengths.to(device))
-        if candidates is not None:
-            return ctc_closed_set_decode(out.log_probs, out.lengths, candidates)
-        return ctc_greedy_decode(out.log_probs, out.lengths)
+        return self.ctc_forward(batch.to(device), lengths.to(device))
+
+    @torch.no_grad()
+    def transcribe(self, wav: torch.Tensor | list, sample_rate: int, candidates: list[str] | None = None) -> list[str]:
+        """Transcript of each clip (as :meth:`read` takes them): greedy (open vocabulary), or with ``candidates`` the
+        most likely of those sentences (:func:`ctc_closed_set_decode`)."""
+        return decode_ctc(self.read(wav, sample_rate), candidates)
+
+
+def decode_ctc(out: CTCOutput, candidates: list[str] | None = None) -> list[str]:
+    """Greedy transcripts of a CTC output, or with ``candidates`` the most likely of those sentences."""
+    if candidates is not None:
+        return ctc_closed_set_decode(out.log_probs, out.lengths, candidates)
+    return ctc_greedy_decode(out.log_probs, out.lengths)
 
 
 def load_recognizer(path: str) -> CTCRecognizer:

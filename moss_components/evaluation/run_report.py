@@ -20,7 +20,7 @@ from moss_components.data.audio_io import load_audio
 from moss_components.data.manifest import read_manifest
 from moss_components.data.speech_cache import SpeechCache, cache_paths
 from moss_components.decoders import load_decoder
-from moss_components.evaluation.answers import answer_is_correct
+from moss_components.evaluation.answers import accuracy
 from moss_components.evaluation.cloze import cloze_figures, load_read_speech
 from moss_components.evaluation.lm_asr import lm_asr_figures
 from moss_components.evaluation.run_layout import RunLayout
@@ -90,10 +90,6 @@ def answer_candidates(layout: RunLayout) -> list[str]:
     return sorted({r["answer_text"] for r in read_manifest(path, required=("answer_text",))})
 
 
-def _accuracy(heard: list[str], items: list[QAItem]) -> float:
-    return sum(answer_is_correct(h, it.answer) for h, it in zip(heard, items)) / len(items)
-
-
 @torch.no_grad()
 def reference_answer_figures(speech: SpeechOutput, items: list[QAItem], candidates: list[str]) -> dict:
     """The spoken-answer path's ceiling on S->S: the reference answers' own ids through decoder, vocoder and judge
@@ -105,10 +101,12 @@ def reference_answer_figures(speech: SpeechOutput, items: list[QAItem], candidat
     items = [it for it in items if it.answer_speech is not None]
     if not items:
         return {"s2s_reference_ids_accuracy": None}
-    wavs = speech.speak([it.answer_speech.tolist() for it in items])
+    greedy, closed = speech.transcribe_greedy_and_closed(speech.speak([it.answer_speech.tolist() for it in items]),
+                                                         candidates)  # fmt: skip
+    expected = [it.answer for it in items]
     return {
-        "s2s_reference_ids_accuracy": _accuracy(speech.transcribe(wavs, candidates), items),
-        "s2s_reference_ids_accuracy_open": _accuracy(speech.transcribe(wavs), items),
+        "s2s_reference_ids_accuracy": accuracy(closed, expected),
+        "s2s_reference_ids_accuracy_open": accuracy(greedy, expected),
         "s2s_reference_ids_n": len(items),
     }
 
@@ -163,11 +161,13 @@ def evaluate_run(
     for it in judged:
         wavs.append(load_audio(layout.corpus / by_id[it.id]["answer_audio"], judge.sample_rate))
         texts.append(by_id[it.id]["answer_text"])
-    heard = speech.transcribe(wavs) if wavs else []
-    figures["judge_cer_assistant_voice"] = cer(heard, texts) if wavs else None
-    if wavs:  # the judge's own ceiling: the real answer recordings, heard right
-        figures["judge_reference_audio_accuracy"] = _accuracy(speech.transcribe(wavs, candidates), judged)
-        figures["judge_reference_audio_accuracy_open"] = _accuracy(heard, judged)
+    figures["judge_cer_assistant_voice"] = None
+    if wavs:  # the judge's CER, and its own ceiling: the real answer recordings, heard right
+        greedy, closed = speech.transcribe_greedy_and_closed(wavs, candidates)
+        expected = [it.answer for it in judged]
+        figures["judge_cer_assistant_voice"] = cer(greedy, texts)
+        figures["judge_reference_audio_accuracy"] = accuracy(closed, expected)
+        figures["judge_reference_audio_accuracy_open"] = accuracy(greedy, expected)
     seen = _subset(items, "seen", max_items, seed)[:REFERENCE_ANSWERS]
     figures.update(reference_answer_figures(speech, seen, candidates))
 

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import torch
 
 from moss_components.asr import CTCRecognizer
+from moss_components.asr.ctc_head import CTCOutput
+from moss_components.asr.recognizer import decode_ctc
 from moss_components.decoders import SpeechDecoder
 from moss_components.vocoders import Vocoder
 
@@ -41,16 +43,27 @@ class SpeechOutput:
             wavs.append(self.vocoder(mel)[0].float().clamp(-1, 1))
         return wavs
 
+    def _read(self, wavs: list[torch.Tensor]) -> list[CTCOutput | None]:
+        """The judge's CTC output of each waveform; None for audio under 0.1 s (nothing a judge could read)."""
+        if self.judge is None:
+            raise ValueError("no ASR judge was given; pass judge= to transcribe answers")
+        return [
+            None if wav.numel() < self.sample_rate // 10 else self.judge.read(wav[None], self.sample_rate)
+            for wav in wavs
+        ]
+
     @torch.no_grad()
     def transcribe(self, wavs: list[torch.Tensor], candidates: list[str] | None = None) -> list[str]:
         """The judge's transcript of each waveform ("" for empty audio): greedy, or with ``candidates`` the most
         likely of those sentences."""
-        if self.judge is None:
-            raise ValueError("no ASR judge was given; pass judge= to transcribe answers")
-        out = []
-        for wav in wavs:
-            if wav.numel() < self.sample_rate // 10:  # under 0.1 s: nothing a judge could read
-                out.append("")
-            else:
-                out.append(self.judge.transcribe(wav[None], self.sample_rate, candidates)[0])
-        return out
+        return [decode_ctc(out, candidates)[0] if out is not None else "" for out in self._read(wavs)]
+
+    @torch.no_grad()
+    def transcribe_greedy_and_closed(
+        self, wavs: list[torch.Tensor], candidates: list[str]
+    ) -> tuple[list[str], list[str]]:
+        """Both transcripts of each waveform from one pass of the judge: ``(greedy, closed-set over candidates)``."""
+        outs = self._read(wavs)
+        greedy = [decode_ctc(out)[0] if out is not None else "" for out in outs]
+        closed = [decode_ctc(out, candidates)[0] if out is not None else "" for out in outs]
+        return greedy, closed

@@ -101,9 +101,10 @@ def answer_questions(
         open_transcripts: list[str | None] = [None] * len(chunk)
         if out_modality == "speech":
             wavs = speech.speak(result.speech_ids)
-            transcripts = speech.transcribe(wavs)
-            if answer_candidates is not None:
-                open_transcripts, transcripts = transcripts, speech.transcribe(wavs, answer_candidates)
+            if answer_candidates is None:
+                transcripts = speech.transcribe(wavs)
+            else:
+                open_transcripts, transcripts = speech.transcribe_greedy_and_closed(wavs, answer_candidates)
         for it, text, sp, tr, open_tr in zip(chunk, texts, result.speech_ids, transcripts, open_transcripts):
             said = tr if out_modality == "speech" else text
             exact = None

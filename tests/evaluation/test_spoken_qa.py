@@ -69,6 +69,9 @@ class _ByEarJudge:
     def transcribe(self, wavs, candidates=None):
         return ["the answer is paris" if candidates else "the answer is parris" for _ in wavs]
 
+    def transcribe_greedy_and_closed(self, wavs, candidates):
+        return self.transcribe(wavs), self.transcribe(wavs, candidates)
+
 
 def test_closed_set_judging_is_scored_beside_the_open_transcript():
     trunk = ConfigTrunk(CONFIG, tokenizer="char")
