@@ -15,7 +15,7 @@ Two ways to downsample:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -61,7 +61,8 @@ class EncoderStreamState:
     pool: torch.Tensor | None = None
     kv: list | None = None
     frames: int = 0  # transformer positions seen so far
-    extra: dict = field(default_factory=dict)
+    mel_sum: torch.Tensor | None = None  # (B, n_mels) running sum of the log-mel, with running_mean_frames
+    mel_count: int = 0
 
 
 class CausalSpeechEncoder(nn.Module):
@@ -76,6 +77,9 @@ class CausalSpeechEncoder(nn.Module):
         dropout: dropout inside the transformer.
         downsample: ``"stack"`` (frames concatenated before the transformer) or ``"mean"`` (averaged after it).
         mel_mean, mel_std: fixed normalization of the natural-log mel (causal, unlike per-utterance norms).
+        running_mean_frames: 0 keeps the fixed mean. Above 0, each mel band's mean is the running mean of the
+            frames so far (causal cepstral mean normalization), started from ``mel_mean`` weighted as this many
+            mel frames (100 per second): a voice's fixed spectral tilt is taken out as it is heard.
         augment: applied to the normalized mel ``(B, n_mels, frames)`` in training mode only, e.g.
             :class:`~moss_components.features.SpecAugment`; never in :meth:`stream`.
     """
@@ -93,8 +97,11 @@ class CausalSpeechEncoder(nn.Module):
         mel_std: float = 4.0,
         downsample: str = "stack",
         augment: nn.Module | None = None,
+        running_mean_frames: int = 0,
     ) -> None:
         super().__init__()
+        if running_mean_frames < 0:
+            raise ValueError(f"running_mean_frames {running_mean_frames} must be >= 0")
         if downsample not in ("stack", "mean"):
             raise ValueError(f"downsample {downsample!r} is not 'stack' or 'mean'")
         if pool < 1:
@@ -109,6 +116,7 @@ class CausalSpeechEncoder(nn.Module):
         self.dim = dim
         self.mel_mean, self.mel_std = mel_mean, mel_std
         self.augment = augment
+        self.running_mean_frames = running_mean_frames
 
     @property
     def hop_samples(self) -> int:
@@ -122,8 +130,19 @@ class CausalSpeechEncoder(nn.Module):
     def num_frames(self, num_samples: torch.Tensor) -> torch.Tensor:
         return num_samples // self.hop_samples
 
-    def _front(self, mel: torch.Tensor) -> torch.Tensor:
-        return (mel - self.mel_mean) / self.mel_std
+    def _front(self, mel: torch.Tensor, state: EncoderStreamState | None = None) -> torch.Tensor:
+        """``(B, n_mels, frames)`` log-mel -> normalized; ``state`` carries the running sums when streaming."""
+        k = self.running_mean_frames
+        if k == 0:
+            return (mel - self.mel_mean) / self.mel_std
+        prior_sum, prior_count = mel.new_full(mel.shape[:2], k * self.mel_mean), k
+        if state is not None and state.mel_sum is not None:
+            prior_sum, prior_count = state.mel_sum, state.mel_count
+        sums = prior_sum[..., None] + mel.cumsum(-1)
+        counts = prior_count + torch.arange(1, mel.shape[-1] + 1, device=mel.device, dtype=mel.dtype)
+        if state is not None and mel.shape[-1]:
+            state.mel_sum, state.mel_count = sums[..., -1], prior_count + mel.shape[-1]
+        return (mel - sums / counts) / self.mel_std
 
     def forward(self, wav: torch.Tensor, wav_lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``wav`` ``(B, T)`` -> features ``(B, N, dim)`` and valid lengths ``(B,)`` (``T // hop_samples``)."""
@@ -157,7 +176,7 @@ class CausalSpeechEncoder(nn.Module):
     def stream(self, wav: torch.Tensor, state: EncoderStreamState) -> torch.Tensor:
         """Encode the next ``(B, t)`` samples; returns the ``(B, n, dim)`` frames they complete (``n`` may be 0)."""
         mel, state.mel = self.mel.stream(wav, state.mel)
-        x = self._front(mel)
+        x = self._front(mel, state)
         x, state.conv1 = self.conv1.stream(x, state.conv1)
         x = F.gelu(x)
         x, state.conv2 = self.conv2.stream(x, state.conv2)

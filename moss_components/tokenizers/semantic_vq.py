@@ -42,6 +42,8 @@ class SemanticVQTokenizer(SpeechTokenizer):
         dropout: dropout in the encoder and head.
         augment: training-time feature augmentation of the encoder's normalized log-mel, e.g.
             :class:`~moss_components.features.SpecAugment` (its ``n_mels`` must equal ``n_mels``).
+        running_mean_frames: 0 normalizes the log-mel by a fixed mean; above 0, by each band's running mean
+            (causal mean normalization, see :class:`CausalSpeechEncoder`).
     """
 
     def __init__(
@@ -58,10 +60,20 @@ class SemanticVQTokenizer(SpeechTokenizer):
         dropout: float = 0.1,
         downsample: str = "stack",
         augment: nn.Module | None = None,
+        running_mean_frames: int = 0,
     ) -> None:
         super().__init__()
         self.encoder = CausalSpeechEncoder(
-            sample_rate, n_mels, dim, depth, heads, pool, dropout, downsample=downsample, augment=augment
+            sample_rate,
+            n_mels,
+            dim,
+            depth,
+            heads,
+            pool,
+            dropout,
+            downsample=downsample,
+            augment=augment,
+            running_mean_frames=running_mean_frames,
         )
         self.quantizer = quantizer if quantizer is not None else CosineVQ(dim=dim, codebook_size=512)
         if self.quantizer.dim != dim:

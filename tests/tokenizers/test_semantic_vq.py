@@ -8,9 +8,16 @@ from moss_components.quantizers import FSQ, CosineVQ
 from moss_components.tokenizers import SemanticVQTokenizer, SpeechTokenizer, load_speech_tokenizer, save_pretrained
 
 
-def tiny(quantizer=None, downsample="stack"):
+def tiny(quantizer=None, downsample="stack", running_mean_frames=0):
     return SemanticVQTokenizer(
-        n_mels=32, dim=64, depth=2, heads=2, ctc_depth=1, quantizer=quantizer, downsample=downsample
+        n_mels=32,
+        dim=64,
+        depth=2,
+        heads=2,
+        ctc_depth=1,
+        quantizer=quantizer,
+        downsample=downsample,
+        running_mean_frames=running_mean_frames,
     ).eval()
 
 
@@ -24,9 +31,9 @@ def test_interface_and_rates():
     assert out.ids.dtype == torch.long and out.ids.max() < 512
 
 
-@pytest.mark.parametrize("downsample", ["stack", "mean"])
-def test_chunked_encoding_gives_the_ids_of_encoding_at_once(downsample):
-    tok = tiny(downsample=downsample)
+@pytest.mark.parametrize("downsample,running_mean_frames", [("stack", 0), ("mean", 0), ("stack", 30)])
+def test_chunked_encoding_gives_the_ids_of_encoding_at_once(downsample, running_mean_frames):
+    tok = tiny(downsample=downsample, running_mean_frames=running_mean_frames)
     wav = torch.randn(2, 3 * 16000 + 517) * 0.1
     whole = tok.encode(wav, 16000).ids
     for piece_len in (777, 1280, 4000):
@@ -35,13 +42,27 @@ def test_chunked_encoding_gives_the_ids_of_encoding_at_once(downsample):
         assert torch.equal(ids, whole), piece_len
 
 
-@pytest.mark.parametrize("downsample", ["stack", "mean"])
-def test_causal_future_audio_does_not_change_past_ids(downsample):
-    tok = tiny(downsample=downsample)
+@pytest.mark.parametrize("downsample,running_mean_frames", [("stack", 0), ("mean", 0), ("stack", 30)])
+def test_causal_future_audio_does_not_change_past_ids(downsample, running_mean_frames):
+    tok = tiny(downsample=downsample, running_mean_frames=running_mean_frames)
     wav = torch.randn(1, 32000) * 0.1
     a = tok.encode(wav, 16000).ids
     b = tok.encode(torch.cat([wav, torch.randn(1, 16000)], 1), 16000).ids
     assert torch.equal(a, b[:, : a.shape[1]])
+
+
+def test_running_mean_takes_out_a_constant_band_offset_as_it_is_heard():
+    # A gain or a fixed spectral tilt adds c to every frame of a log-mel band. The running mean, started from the
+    # fixed mean weighted as k frames, has absorbed a fraction t / (k + t) of it after t frames.
+    k = 30
+    enc = tiny(running_mean_frames=k).encoder
+    mel = torch.randn(2, 32, 200) - 5.0
+    offset = torch.linspace(-3.0, 3.0, 32)[None, :, None]
+    t = torch.arange(1, 201, dtype=torch.float32)
+    expected = offset * (k / (k + t)) / enc.mel_std
+    torch.testing.assert_close(enc._front(mel + offset) - enc._front(mel), expected.expand(2, -1, -1))
+    with pytest.raises(ValueError, match="running_mean_frames -1"):
+        tiny(running_mean_frames=-1)
 
 
 def test_ctc_forward_upsamples_for_the_head_only():
