@@ -82,7 +82,7 @@ PRESETS = {
         {"tokenizer": 3.5, "decoder": 3.5, "judge": 2.0, "text_llm": 3.0, "pt1": 2.0, "pt2": 3.0, "sft": 4.0},
         eval_items=150,
     ),
-    # ~2 hours on 2 quiet cores: 75 CPU-minutes of training, the rest synthesis, encoding and a full evaluation
+    # ~1.5 hours on 2 quiet cores: 75 CPU-minutes of training, the rest synthesis, encoding and a full evaluation
     "small": _budgeted(
         "small",
         {"tokenizer": 12, "decoder": 8, "judge": 5, "text_llm": 8, "pt1": 10, "pt2": 12, "sft": 20},
@@ -340,7 +340,7 @@ def pipeline(
     Resumable: a rerun skips the stages already finished (delete ``OUT/stages/<stage>.json`` to redo one).
 
     Args:
-        preset: ``tiny`` (about 25 minutes on 2 CPU cores), ``small`` (about 2 hours) or ``smoke`` (every stage
+        preset: ``tiny`` (about 22 minutes on 2 CPU cores), ``small`` (about 1.5 hours) or ``smoke`` (every stage
             for a few steps on a 12-fact corpus: a wiring check in about a minute, no quality).
         out: the run directory.
         seed: seed of the corpus and of every stage.

@@ -12,8 +12,10 @@ import soundfile as sf
 from moss_components.evaluation.run_layout import RunLayout
 from moss_components.evaluation.run_report import evaluate_run
 
-TARGETS = {"tiny": {"s2t_accuracy": 0.6, "s2s_text_free_accuracy": 0.5},
-           "small": {"s2t_accuracy": 0.9, "s2s_text_free_accuracy": 0.8, "heldout_fact_s2s_accuracy": 0.3}}  # fmt: skip
+# the S->T targets are on seen facts asked in unseen voices (``s2t_accuracy`` also counts training voices)
+TARGETS = {"tiny": {"unseen_voice_s2t_accuracy": 0.6, "s2s_text_free_accuracy": 0.5},
+           "small": {"unseen_voice_s2t_accuracy": 0.9, "s2s_text_free_accuracy": 0.8,
+                     "heldout_fact_s2s_accuracy": 0.3}}  # fmt: skip
 
 
 def _loss_curves(layout: RunLayout) -> dict[str, dict[str, list[tuple[int, float]]]]:

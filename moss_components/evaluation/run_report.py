@@ -150,6 +150,9 @@ def evaluate_run(
         figures[f"{key}_n"] = summary["n"]
         if "ids_exact_match" in summary:
             figures[key.replace("accuracy", "ids_exact_match")] = summary["ids_exact_match"]
+        if key == "s2t_accuracy":  # the S->T target's own population: seen facts, voices never heard in training
+            figures["unseen_voice_s2t_accuracy"] = summary.get("accuracy[unseen_voice=True]")
+            figures["unseen_voice_s2t_accuracy_n"] = summary.get("n[unseen_voice=True]", 0)
         answered[(mode, which)] = answers
         details[key] = answers
     heldout = _subset(items, "heldout", max_items, seed)

@@ -100,6 +100,9 @@ def test_smoke_pipeline_runs_every_stage_and_resumes(tmp_path):
         lines = [a for a in answers if a["figure"] == figure]
         assert len(lines) == report[f"{figure}_n"] and lines[0]["expected"]
         assert report[figure] == pytest.approx(sum(a["correct"] for a in lines) / len(lines))
+    unseen = [a["correct"] for a in answers if a["figure"] == "s2t_accuracy" and a["unseen_voice"]]
+    assert report["unseen_voice_s2t_accuracy_n"] == len(unseen)
+    assert report["unseen_voice_s2t_accuracy"] == (pytest.approx(sum(unseen) / len(unseen)) if unseen else None)
     spoken = [a for a in answers if a["figure"] == "s2s_text_free_accuracy"]  # closed-set judge, and open beside
     assert report["s2s_text_free_accuracy_open"] == pytest.approx(sum(a["correct_open"] for a in spoken) / len(spoken))
 
