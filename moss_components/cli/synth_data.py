@@ -15,7 +15,8 @@ def synth_data(
 
     Args:
         out: output directory (created; existing WAVs are reused, so an interrupted build resumes).
-        preset: tiny (a few thousand utterances, <= 60 s on 2 cores), small (~10x), or micro (tests).
+        preset: tiny (a few thousand utterances, <= 60 s on 2 cores), small (~10x), tiny-wide (tiny in 426
+            training voices instead of 90) or micro (tests).
         seed: the corpus is deterministic for (preset, seed).
         workers: synthesis processes (default: CPU count).
         max_facts: keep only this many facts, for quick experiments.

@@ -1,4 +1,5 @@
 import json
+from dataclasses import replace
 
 import numpy as np
 import soundfile as sf
@@ -9,6 +10,7 @@ from moss_components.data.facts import load_facts, select_heldout
 from moss_components.data.manifest import QA_KEYS, READ_KEYS, read_manifest
 from moss_components.data.synth_corpus import build_corpus
 from moss_components.data.text_norm import is_normalized, normalize_transcript, number_to_words
+from moss_components.data.voices import EXTRA_TRAIN_VARIANTS, train_pool, unseen_pool
 
 
 def test_number_words_and_normalization():
@@ -43,6 +45,17 @@ def test_espeak_voices_exist_and_synthesize():
     # renders fixed shards in fresh processes for determinism (test_same_seed_same_corpus).
     assert abs(len(a) - len(b)) < 0.01 * len(a)
     assert len(c) < 0.8 * len(a), "a faster rate must give shorter audio"
+
+
+def test_wide_training_voices_stay_apart_from_the_unseen_ones():
+    core, wide, unseen = train_pool(), train_pool(wide=True), unseen_pool()
+    assert len(core.names) == 90 and len(wide.names) == 426  # every wanted variant is in espeakng-loader's data
+    assert set(core.names) < set(wide.names) and not set(wide.names) & set(unseen.names)
+    spec = replace(synth_corpus.PRESETS["micro"], wide_voices=True)
+    manifests, _, _ = synth_corpus._Planner(spec, seed=0).plan()
+    heard = {r["voice"] for r in manifests["read"]["train"]}
+    assert heard <= set(wide.names) and any(v.split("+")[-1] in EXTRA_TRAIN_VARIANTS for v in heard)
+    assert synth_corpus.PRESETS["tiny-wide"] == replace(synth_corpus.PRESETS["tiny"], wide_voices=True)
 
 
 def test_micro_corpus_layout_and_splits(micro_corpus):
