@@ -20,6 +20,7 @@ from moss_components.checkpoints import load_moss_speech, load_weights, save_mos
 from moss_components.data.sft import resolve_system_prompts
 from moss_components.freezing import FreezingPolicy, NoFreeze
 from moss_components.model import LayerSplitSpeechLM
+from moss_components.model.loss import IGNORE_INDEX
 from moss_components.model.speech_embedding_init import SpeechEmbeddingInit
 from moss_components.optim import warmup_cosine_schedule
 from moss_components.routers import SpeechLMRouter
@@ -131,8 +132,13 @@ class SpeechLMModule(LightningModule):
     def _log_losses(self, split: str, out, batch: dict) -> None:
         n = int(batch["input_ids"].shape[0])
         self.log(f"{split}/loss", out.loss, prog_bar=True, batch_size=n, sync_dist=split == "val")
-        self.log(f"{split}/text_loss", out.text_loss, batch_size=n, sync_dist=split == "val")
-        self.log(f"{split}/speech_loss", out.speech_loss, batch_size=n, sync_dist=split == "val")
+        labels = batch.get("labels")
+        for channel, name in enumerate(("text_loss", "speech_loss")):
+            # A training batch without labels on a channel (all text replay, say) has no loss there: its 0 is not
+            # logged. Validation logs every batch, so that ranks stay in step when syncing.
+            if split == "train" and labels is not None and not (labels[..., channel] != IGNORE_INDEX).any():
+                continue
+            self.log(f"{split}/{name}", getattr(out, name), batch_size=n, sync_dist=split == "val")
 
     def configure_optimizers(self):
         optimizer = self.optimizer_factory(self.model.parameters())

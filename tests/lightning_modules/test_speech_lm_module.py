@@ -70,3 +70,21 @@ def test_checkpoint_loads_with_weights_only(tmp_path):
     restored = SpeechLMModule.load_from_checkpoint(tmp_path / "x.ckpt", weights_only=True,
                                                    trunk=ConfigTrunk(TRUNK, seed=5, tokenizer="char"))  # fmt: skip
     assert torch.equal(restored.model.speech_head.weight, module.model.speech_head.weight)
+
+
+def test_a_channel_without_labels_logs_no_training_loss():
+    module = _pt1_module()
+    logged = []
+    module.log = lambda name, value, **kwargs: logged.append(name)
+    grid = _grid(module)
+    text_only = grid.clone()
+    text_only[..., 1] = -100  # a text-replay batch: nothing to predict on the speech channel
+    for split, labels, expected in [
+        ("train", grid, {"train/loss", "train/text_loss", "train/speech_loss"}),
+        ("train", text_only, {"train/loss", "train/text_loss"}),
+        ("val", text_only, {"val/loss", "val/text_loss", "val/speech_loss"}),  # ranks must log alike when syncing
+    ]:
+        logged.clear()
+        batch = {"input_ids": grid, "labels": labels}
+        module._log_losses(split, module(batch), batch)
+        assert set(logged) == expected, (split, logged)
