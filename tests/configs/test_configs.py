@@ -40,6 +40,8 @@ def _overrides(config: Path, assets: dict, out: Path) -> list[str]:
             args.append(f"--model.init_args.{key}={out / key}")
     if "tokenizer_path" in m:
         args.append(f"--model.init_args.tokenizer_path={assets['tokenizer']}")
+    if "vocoder_path" in m:
+        args.append(f"--model.init_args.vocoder_path={assets['vocoder']}")
     trunk = m.get("trunk", {})
     if trunk.get("class_path", "").endswith("PretrainedTrunk"):
         args.append(f"--model.init_args.trunk.init_args.path={assets['text_llm']}")
@@ -53,13 +55,16 @@ def _overrides(config: Path, assets: dict, out: Path) -> list[str]:
 
 @pytest.fixture(scope="module")
 def assets(lm_assets, tmp_path_factory):
-    """The shared assets plus a PT-1-style export (what PT-2 and SFT start from)."""
+    """The shared assets plus a PT-1-style export (what PT-2 and SFT start from) and a vocoder."""
     from lightning_modules.speech_lm_module import SpeechLMModule
+    from moss_components.tokenizers import save_pretrained
     from moss_components.trunks import PretrainedTrunk
+    from moss_components.vocoders import VocosVocoder
 
     export = tmp_path_factory.mktemp("pt1_export")
     SpeechLMModule(PretrainedTrunk(lm_assets["text_llm"]), num_speech_codes=512, num_shared_layers=4).export(export)
-    return {**lm_assets, "speech_lm_export": export}
+    vocoder = save_pretrained(VocosVocoder(dim=32, depth=1), tmp_path_factory.mktemp("vocoder"))
+    return {**lm_assets, "speech_lm_export": export, "vocoder": vocoder}
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=_id)
