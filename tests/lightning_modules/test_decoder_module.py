@@ -103,6 +103,33 @@ def test_separate_training_and_checks(tmp_path):
     assert optimizer.param_groups[0]["lr"] == pytest.approx(0.1 * peak)  # annealed by the run's last step
 
 
+def test_decoder_and_vocoder_gradients_are_clipped_each_on_its_own():
+    dec = FlowMatchingDecoder(codebook_size=64, dim=32, heads=2, encoder_depth=1, estimator_depth=1)
+    voc = VocosVocoder(dim=32, depth=1)
+    tok = SemanticVQTokenizer(n_mels=32, dim=64, depth=1, heads=2, ctc_depth=1,
+                              quantizer=CosineVQ(dim=64, codebook_size=64))  # fmt: skip
+    m = DecoderModule(decoder=dec, vocoder=voc, tokenizer=tok)
+
+    def set_grads(part, norm):
+        grads = [torch.randn_like(p) for p in part.parameters()]
+        total = torch.nn.utils.get_total_norm(grads)
+        for p, g in zip(part.parameters(), grads):
+            p.grad = g * norm / total
+
+    def norm(part):
+        return float(torch.nn.utils.get_total_norm([p.grad for p in part.parameters()]))
+
+    set_grads(dec, 0.5), set_grads(voc, 10.0)
+    m.configure_gradient_clipping(None, 1.0, "norm")
+    # one clip over both would have scaled the decoder's 0.5 by 1 / 10
+    assert norm(dec) == pytest.approx(0.5, rel=1e-4) and norm(voc) == pytest.approx(1.0, rel=1e-4)
+    set_grads(dec, 3.0), set_grads(voc, 0.2)
+    m.configure_gradient_clipping(None, 1.0, "norm")
+    assert norm(dec) == pytest.approx(1.0, rel=1e-4) and norm(voc) == pytest.approx(0.2, rel=1e-4)
+    m.configure_gradient_clipping(None, 0.001, "value")
+    assert max(float(p.grad.abs().max()) for p in [*dec.parameters(), *voc.parameters()]) <= 0.001 + 1e-9
+
+
 def test_samples_written_to_a_folder(tmp_path):
     from lightning.pytorch import Trainer
     from lightning.pytorch.loggers import CSVLogger
