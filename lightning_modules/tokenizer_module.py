@@ -19,6 +19,7 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torchmetrics.text import CharErrorRate
 
 from moss_components.asr.ctc_vocab import BLANK, ctc_greedy_decode, normalize_text, text_to_ids
+from moss_components.optim import warmup_cosine_schedule
 from moss_components.tokenizers.pretrained import save_pretrained
 from moss_components.tokenizers.semantic_vq import SemanticVQTokenizer
 
@@ -47,7 +48,8 @@ class CTCTrainingModule(LightningModule):
     Args:
         model: the module trained.
         optimizer: optimizer factory (``OptimizerCallable``); AdamW lr 2e-3 by default.
-        scheduler: optional LR scheduler factory; default is linear warm-up then cosine decay over ``max_steps``.
+        scheduler: optional LR scheduler factory; default is linear warm-up then cosine decay to 5% over
+            ``max_steps`` (:class:`~moss_components.optim.WarmupCosineLR`, which ``CPUTimeBudget`` can end sooner).
         warmup_steps: LR warm-up steps of the default schedule.
         bf16: run the model under CPU/GPU bf16 autocast (the CTC loss stays fp32).
         export_dir: where ``save_pretrained`` writes ``config.yaml`` + ``model.safetensors`` at the end of fit.
@@ -153,18 +155,9 @@ class CTCTrainingModule(LightningModule):
         if self.scheduler_factory is not None:
             return {"optimizer": opt, "lr_scheduler": {"scheduler": self.scheduler_factory(opt), "interval": "step"}}
         total = self.trainer.max_steps if self.trainer and self.trainer.max_steps and self.trainer.max_steps > 0 else 0
-        warm = max(1, self.warmup_steps)
-
-        def lr_lambda(step: int) -> float:
-            if step < warm:
-                return (step + 1) / warm
-            if total <= warm:
-                return 1.0
-            progress = min(1.0, (step - warm) / (total - warm))
-            return 0.05 + 0.95 * 0.5 * (1 + torch.cos(torch.tensor(progress * torch.pi)).item())
-
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        if total <= self.warmup_steps:  # no max_steps: warm up, then hold the peak
+            return warmup_cosine_schedule(opt, max(1, self.warmup_steps), self.warmup_steps, min_lr_ratio=1.0)
+        return warmup_cosine_schedule(opt, total, self.warmup_steps, min_lr_ratio=0.05)
 
     def on_fit_end(self) -> None:
         if self.export_dir and self.trainer.is_global_zero:

@@ -29,7 +29,13 @@ class WarmupCosineLR(LambdaLR):
         if not 0.0 <= min_lr_ratio <= 1.0:
             raise ValueError(f"min_lr_ratio={min_lr_ratio} must be in [0, 1]")
         self.total_steps, self.warmup_steps, self.min_lr_ratio = total_steps, warmup_steps, min_lr_ratio
+        self.max_total_steps = total_steps
         super().__init__(optimizer, self._factor)
+
+    def end_at(self, total_steps: int) -> None:
+        """Move the end of the decay to ``total_steps``, kept between the end of the warm-up and the constructor's
+        ``total_steps``: for a run that a time budget will stop before then (``CPUTimeBudget`` calls it)."""
+        self.total_steps = max(self.warmup_steps + 1, min(self.max_total_steps, int(total_steps)))
 
     def _factor(self, step: int) -> float:
         if step < self.warmup_steps:

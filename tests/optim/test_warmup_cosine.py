@@ -38,3 +38,16 @@ def test_bad_arguments(kwargs, match):
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
     with pytest.raises(ValueError, match=match):
         WarmupCosineLR(opt, **kwargs)
+
+
+def test_end_at_moves_the_end_of_the_decay_within_warmup_and_total_steps():
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = WarmupCosineLR(opt, total_steps=110, warmup_steps=10, min_lr_ratio=0.1)
+    sched.end_at(60)
+    lrs = _lrs(sched, opt, 70)
+    assert lrs[35] == pytest.approx(0.1 + 0.9 * 0.5)  # halfway from 10 to 60
+    assert lrs[60] == pytest.approx(0.1) and lrs[69] == pytest.approx(0.1)
+    sched.end_at(1_000)
+    assert sched.total_steps == 110  # never later than the constructor's total_steps
+    sched.end_at(3)
+    assert sched.total_steps == 11  # never inside the warm-up
