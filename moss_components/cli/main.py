@@ -39,6 +39,7 @@ SUBCOMMANDS: dict[str, tuple | dict[str, tuple]] = {
     "bench": {
         "split-overhead": ("moss_components.cli.bench_split_overhead:bench_split_overhead", "Split model vs plain LM."),
         "data": ("moss_components.cli.bench_data:bench_data", "Synthesis and data-loader throughput."),
+        "batching": ("moss_components.cli.bench_batching:bench_batching", "Tokenizer steps: random vs bucketed."),
         "attention": ("moss_components.cli.bench_attention:bench_attention", "Triton attention vs SDPA."),
         "loss": ("moss_components.cli.bench_loss:bench_loss", "Fused linear cross-entropy vs naive."),
         "generate": ("moss_components.cli.bench_generate:bench_generate", "Cached speech generation vs HF generate."),

@@ -44,6 +44,22 @@ def test_speed_perturbation_changes_length_by_one_over_speed_in_training_only(mi
         AudioTextDataModule(str(micro_corpus), speed_perturb=(1.1, 0.9)).setup("fit")
 
 
+def test_bucketed_batches_pad_less_and_short_first_epoch_needs_them(micro_corpus):
+    dm = AudioTextDataModule(str(micro_corpus), batch_size=4, bucket_batches=100, short_first_epoch=True)
+    dm.setup("fit")
+    durations = dm.datasets["train"].durations()
+    recs = [json.loads(line) for line in open(micro_corpus / "read" / "train.jsonl")]
+    assert durations[0] == pytest.approx(sf.info(str(micro_corpus / recs[0]["audio"])).duration, abs=1e-3)
+    batches = list(dm.train_dataloader())
+    assert sum(len(b["id"]) for b in batches) == len(durations)
+    longest = [int(b["wav_lengths"].max()) for b in batches]
+    assert longest == sorted(longest)  # first epoch: shortest clips first
+    fill = sum(int(b["wav_lengths"].sum()) for b in batches) / sum(b["wav"].numel() for b in batches)
+    assert fill > 0.9
+    with pytest.raises(ValueError, match="short_first_epoch=True needs bucket_batches"):
+        AudioTextDataModule(str(micro_corpus), short_first_epoch=True)
+
+
 def _corrupt_copy(micro_corpus, tmp_path):
     """A copy of the micro corpus with one unreadable, one NaN, one silent, one 8 kHz stereo item, one empty text."""
     root = tmp_path / "bad"
