@@ -134,7 +134,7 @@ class AudioTextDataModule(LightningDataModule):
         speed_perturb: ``(low, high)`` speed range for training clips (see :class:`AudioTextDataset`).
         bucket_batches: ``None`` draws training batches at random; a number draws them from length-sorted pools of
             that many batches (:class:`~moss_components.data.length_buckets.LengthBucketBatchSampler`), so that less
-            of each batch is padding: 1.37x the tiny tokenizer's steps per CPU-minute over the built-in corpus.
+            of each batch is padding: 1.33-1.37x the tiny tokenizer's steps per CPU-minute over the built-in corpus.
         short_first_epoch: with ``bucket_batches``, the first epoch goes from the shortest clips to the longest
             (SortaGrad).
     """

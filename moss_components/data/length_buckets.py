@@ -1,9 +1,9 @@
 """Batches of clips of similar length, so that less of each zero-padded batch is padding.
 
 A batch costs as much as ``batch_size x`` its longest clip. Over the built-in corpus (0.6-3.6 s clips) random
-batches of 16 are 66% audio and 34% padding; batches drawn from length-sorted pools of 50 batches are 98% audio, and
-the tiny tokenizer fits 1.37x the steps in the same CPU time. Batches of equal lengths are less random, though: at
-that scale they slowed the start of CTC training on some seeds more than the extra steps helped (README).
+batches of 16 are 66% audio and 34% padding; batches drawn from length-sorted pools of 50 batches are 98% audio,
+and the tiny tokenizer fits 1.33-1.37x the steps in the same CPU time. Batches of equal lengths are less random,
+though: at that scale they slowed the start of CTC training on some seeds more than the extra steps helped (README).
 """
 
 from __future__ import annotations
