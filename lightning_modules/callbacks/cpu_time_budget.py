@@ -26,7 +26,8 @@ class CPUTimeBudget(Callback):
         anneal: once a tenth of the budget is spent, tell each LR scheduler that has ``end_at`` (``WarmupCosineLR``)
             the step at which the budget will run out, projected from the steps per CPU-minute so far, so that its
             decay ends with the budget on a machine slower than the one ``max_steps`` was sized for. The decay never
-            ends later than ``max_steps``.
+            ends later than ``max_steps``. Off by default: in one ``make demo`` with it on, on a slower machine, the
+            LM figures came out lower (README).
     """
 
     def __init__(
@@ -35,7 +36,7 @@ class CPUTimeBudget(Callback):
         threads: int = 2,
         num_threads: int | None = None,
         stop_file: str | None = None,
-        anneal: bool = True,
+        anneal: bool = False,
     ) -> None:
         self.minutes = minutes
         self.anneal = anneal

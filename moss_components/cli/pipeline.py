@@ -63,8 +63,9 @@ class PipelinePreset:
 # Optimizer steps per CPU-minute of each stage's tiny config on 2 cores (tokenizer and judge: ``make demo``,
 # runs/demo4; the decoder: runs/dec-bf16; text LLM and PT-2 under bf16-mixed: runs/bf16lm; PT-1 with rows of 192
 # and SFT with rows of 256 and tag prompts: runs/lmfast). Every schedule is a warm-up then a cosine decay over
-# ``max_steps``: the presets size ``max_steps`` to their budgets (90% of the measured rate). On a slower machine, where
-# the budget runs out first, ``CPUTimeBudget`` ends each decay with the budget instead (``anneal``).
+# ``max_steps``: the presets size ``max_steps`` to their budgets (90% of the measured rate). On a slower machine the
+# budget runs out first, part-way through the decay; ``CPUTimeBudget(anneal=True)`` would end each decay with the
+# budget instead, but in one demo that did not help (README).
 STEPS_PER_MINUTE = {"tokenizer": 424, "decoder": 209, "judge": 248, "text_llm": 184, "pt1": 191, "pt2": 448,
                     "sft": 212}  # fmt: skip
 
