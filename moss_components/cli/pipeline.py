@@ -65,7 +65,7 @@ class PipelinePreset:
 # and SFT with rows of 256 and tag prompts: runs/lmfast). Every schedule is a warm-up then a cosine decay over
 # ``max_steps``: the presets size ``max_steps`` to their budgets (90% of the measured rate). On a slower machine the
 # budget runs out first, part-way through the decay; ``CPUTimeBudget(anneal=True)`` would end each decay with the
-# budget instead, but in one demo that did not help (README).
+# budget instead, but over one demo's codec the LM stages did worse with it (README).
 STEPS_PER_MINUTE = {"tokenizer": 424, "decoder": 209, "judge": 248, "text_llm": 184, "pt1": 191, "pt2": 448,
                     "sft": 212}  # fmt: skip
 
