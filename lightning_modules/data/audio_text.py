@@ -98,14 +98,12 @@ class AudioTextDataset(Dataset):
 
     def durations(self) -> list[float]:
         """Seconds of each item before cropping and speed perturbation: the manifest's ``duration``, else the file's."""
-        out = []
-        for rec in self.records:
-            if rec.get("duration") is None:
-                info = soundfile.info(str(resolve_audio(self.root, rec["audio"])))
-                out.append(info.frames / info.samplerate)
-            else:
-                out.append(float(rec["duration"]))
-        return out
+        return [
+            float(rec["duration"])
+            if rec.get("duration") is not None
+            else soundfile.info(str(resolve_audio(self.root, rec["audio"]))).duration
+            for rec in self.records
+        ]
 
 
 def collate_audio_text(items: list[dict | None]) -> dict:

@@ -52,15 +52,15 @@ class LengthBucketBatchSampler(Sampler[list[int]]):
             raise ValueError(f"batch_size {batch_size} must be >= 1")
         if bucket_batches < 1:
             raise ValueError(f"bucket_batches {bucket_batches} must be >= 1")
-        if any(not length >= 0 for length in lengths):
-            bad = next(i for i, length in enumerate(lengths) if not length >= 0)
+        bad = next((i for i, length in enumerate(lengths) if not length >= 0), None)  # NaN fails >= too
+        if bad is not None:
             raise ValueError(f"length of item {bad} is {lengths[bad]}; expected a number >= 0")
         self.lengths = torch.as_tensor(list(lengths), dtype=torch.float64)
         self.batch_size = batch_size
         self.bucket_batches = bucket_batches
         self.shuffle = shuffle
         self.short_first_epoch = short_first_epoch
-        self._epochs = 0
+        self._first_epoch = True
 
     def _batches(self, order: torch.Tensor) -> list[list[int]]:
         """Cut ``order`` into pools, each sorted by length and cut into batches."""
@@ -73,8 +73,7 @@ class LengthBucketBatchSampler(Sampler[list[int]]):
         return [order[i : i + self.batch_size].tolist() for i in range(0, len(order), self.batch_size)]
 
     def __iter__(self) -> Iterator[list[int]]:
-        first = self._epochs == 0
-        self._epochs += 1
+        first, self._first_epoch = self._first_epoch, False
         n = len(self.lengths)
         if not self.shuffle:
             yield from self._sorted_batches(torch.arange(n))
