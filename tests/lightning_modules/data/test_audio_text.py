@@ -60,6 +60,20 @@ def test_bucketed_batches_pad_less_and_short_first_epoch_needs_them(micro_corpus
         AudioTextDataModule(str(micro_corpus), short_first_epoch=True)
 
 
+def test_durations_fall_back_to_the_file_header_without_a_manifest_duration(micro_corpus, tmp_path):
+    from lightning_modules.data.audio_text import AudioTextDataset
+
+    root = tmp_path / "corpus"
+    shutil.copytree(micro_corpus, root)
+    manifest = root / "read" / "train.jsonl"
+    recs = [json.loads(line) for line in manifest.read_text().splitlines()]
+    sf.write(root / recs[0]["audio"], np.zeros(12345, dtype=np.float32), 16000)  # 0.7716 s, unlike the manifest
+    manifest.write_text("".join(json.dumps({k: v for k, v in r.items() if k != "duration"}) + "\n" for r in recs))
+    durations = AudioTextDataset(manifest).durations()
+    assert durations[0] == pytest.approx(12345 / 16000)
+    assert durations[1] == pytest.approx(sf.info(str(root / recs[1]["audio"])).duration)
+
+
 def _corrupt_copy(micro_corpus, tmp_path):
     """A copy of the micro corpus with one unreadable, one NaN, one silent, one 8 kHz stereo item, one empty text."""
     root = tmp_path / "bad"
