@@ -8,7 +8,7 @@ import soundfile as sf
 import torch
 from lightning.pytorch import LightningModule, Trainer
 
-from lightning_modules.data import AudioTextDataModule
+from lightning_modules.data import AudioTextDataModule, AudioTextDataset
 from lightning_modules.data.skip_report import SkippedItemsReport
 from moss_components.data import audio_io
 
@@ -61,8 +61,6 @@ def test_bucketed_batches_pad_less_and_short_first_epoch_needs_them(micro_corpus
 
 
 def test_durations_fall_back_to_the_file_header_without_a_manifest_duration(micro_corpus, tmp_path):
-    from lightning_modules.data.audio_text import AudioTextDataset
-
     root = tmp_path / "corpus"
     shutil.copytree(micro_corpus, root)
     manifest = root / "read" / "train.jsonl"
