@@ -41,6 +41,7 @@ SUBCOMMANDS: dict[str, tuple | dict[str, tuple]] = {
         "data": ("moss_components.cli.bench_data:bench_data", "Synthesis and data-loader throughput."),
         "batching": ("moss_components.cli.bench_batching:bench_batching", "Tokenizer steps: random vs bucketed."),
         "attention": ("moss_components.cli.bench_attention:bench_attention", "Triton attention vs SDPA."),
+        "attention-tune": ("moss_components.cli.tune_attention:tune_attention", "Attention launch-settings search."),
         "loss": ("moss_components.cli.bench_loss:bench_loss", "Fused linear cross-entropy vs naive."),
         "generate": ("moss_components.cli.bench_generate:bench_generate", "Cached speech generation vs HF generate."),
     },

@@ -185,7 +185,9 @@ def test_resume_from_last_reproduces_losses(assets, tmp_path, support_on_path, m
 
 
 def _fit_subprocess(args: list[str], timeout: int = 300) -> None:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SUPPORT), str(ROOT)]), "OMP_NUM_THREADS": "1"}
+    # Keep the caller's PYTHONPATH: packages may live there (a GPU machine with the repo's needs carried beside).
+    path = [str(SUPPORT), str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path), "OMP_NUM_THREADS": "1"}
     done = subprocess.run([sys.executable, "-m", "moss_components.cli.main", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=timeout)  # fmt: skip
     assert done.returncode == 0, done.stderr[-4000:]

@@ -23,3 +23,26 @@ def test_bench_attention_without_gpu_runs_the_sweep(monkeypatch, capsys):
     assert bench_attention_module.bench_attention() == 0
     out = capsys.readouterr().out
     assert "needs a CUDA GPU" in out and "0 failure(s)" in out
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="on a GPU the search runs")
+def test_attention_tune_without_gpu_says_it_needs_one():
+    from moss_components.cli.tune_attention import tune_attention
+
+    with pytest.raises(SystemExit, match="needs a CUDA GPU"):
+        tune_attention()
+
+
+@requires_triton
+@pytest.mark.parametrize("head_dim", [32, 64, 96, 128])
+def test_gpu_launches_fit_the_kernels(monkeypatch, head_dim):
+    """The compiled-GPU settings (not the interpreter's): the causal forward's tile rule and tensor-core-sized tiles."""
+    import importlib
+
+    flash = importlib.import_module("kernels.flash_attention")
+    monkeypatch.setattr(flash, "triton_interpreting", lambda: False)
+    launches = flash._launch_config(head_dim)
+    assert set(launches) == {"fwd", "dkdv", "dq"}
+    assert launches["fwd"].block_m % launches["fwd"].block_n == 0
+    for launch in launches.values():
+        assert launch.block_m >= 16 and launch.block_n >= 16 and launch.num_warps in (4, 8)
