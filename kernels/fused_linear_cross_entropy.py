@@ -84,7 +84,10 @@ def _ce_grad_torch(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int
     return loss
 
 
-CHUNK_LOGITS_BYTES = 256 * 2**20
+CHUNK_LOGITS_BYTES = 2**30
+# GEMMs that write float32 from half-precision inputs (CUDA, torch >= 2.8): no half-precision logits to upcast, and
+# the weight gradient accumulates into its float32 buffer in place.
+_FLOAT32_OUT_GEMM = hasattr(torch.ops.aten.mm, "dtype") and hasattr(torch.ops.aten.addmm, "dtype")
 
 
 def _chunk_size(num_tokens: int, vocab: int) -> int:
@@ -94,7 +97,7 @@ def _chunk_size(num_tokens: int, vocab: int) -> int:
     Large chunks mean efficient GEMMs and few passes over the ``(V, D)`` weight gradient (Liger's one chunk per V/D
     tokens makes ~150 passes at V=151,680, D=1,024); the caps keep the chunk small next to the naive ``(N, V)``.
     """
-    rows = max(16, min(CHUNK_LOGITS_BYTES // (4 * vocab), num_tokens // 8))
+    rows = max(16, min(CHUNK_LOGITS_BYTES // (4 * vocab), num_tokens // 8))  # 1,024 at N = 8,192, V = 151,680
     return min(num_tokens, 1 << (rows.bit_length() - 1))
 
 
@@ -114,10 +117,11 @@ class FusedLinearCrossEntropyFunction(torch.autograd.Function):
         loss = torch.zeros((), device=hidden.device, dtype=torch.float32)
         chunk_size = chunk_size or _chunk_size(num_tokens, vocab)
         ce_grad = _ce_grad_triton if use_triton else _ce_grad_torch
+        float32_out = _FLOAT32_OUT_GEMM and hidden.is_cuda and hidden.dtype in (torch.float16, torch.bfloat16)
         for start in range(0, num_tokens, chunk_size):
             h = hidden[start : start + chunk_size]
             y = labels[start : start + chunk_size]
-            logits = (h @ weight.T).float()
+            logits = torch.mm(h, weight.T, out_dtype=torch.float32) if float32_out else (h @ weight.T).float()
             if bias is not None:
                 logits += bias.float()
             loss += ce_grad(logits, y, ignore_index, grad_scale).sum()
@@ -126,6 +130,8 @@ class FusedLinearCrossEntropyFunction(torch.autograd.Function):
                 grad_hidden[start : start + chunk_size] = grad_logits @ weight
             if grad_weight is not None and hidden.dtype == torch.float32:
                 grad_weight.addmm_(grad_logits.T, h)
+            elif grad_weight is not None and float32_out:
+                torch.addmm(grad_weight, grad_logits.T, h, out_dtype=torch.float32, out=grad_weight)
             elif grad_weight is not None:  # half-precision GEMM (tensor cores), float32 running sum
                 grad_weight += grad_logits.T @ h
             if grad_bias is not None:
@@ -169,7 +175,7 @@ def fused_linear_cross_entropy(
         labels: ``(N,)`` integer targets, ``ignore_index`` where a token has no loss.
         reduction: ``"mean"`` over non-ignored tokens (0 when all are ignored) or ``"sum"``.
         use_triton: the Triton softmax/gradient kernel; default: when it can run (CUDA, or the interpreter).
-        chunk_size: tokens per chunk; default: at most 256 MiB of float32 logits and N / 8 tokens.
+        chunk_size: tokens per chunk; default: at most 1 GiB of float32 logits and N / 8 tokens.
 
     Returns:
         The scalar float32 loss. Its gradients are computed during the forward whenever grad mode is on and an input

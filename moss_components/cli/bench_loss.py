@@ -50,6 +50,7 @@ def bench_loss(
     repeats: int = 1,
     device: str | None = None,
     seed: int = 0,
+    chunk_size: int | None = None,
 ) -> list[dict]:
     """Time and peak memory of the fused loss against the naive one, forward + backward.
 
@@ -61,6 +62,7 @@ def bench_loss(
         repeats: timed runs per method (GPU adds one warm-up).
         device: cuda or cpu; default cuda when available.
         seed: for the random inputs.
+        chunk_size: tokens per chunk of the fused loss; default its own rule (1,024 at N = 8,192 for both V).
 
     Returns:
         One row per (vocab, method) with seconds, peak bytes and the ratios to the naive loss.
@@ -79,7 +81,7 @@ def bench_loss(
     print("peak memory: " + ("CUDA max_memory_allocated above start" if device.type == "cuda" else "VmHWM rise (RSS)"))
 
     def fused(h, w, y):
-        return fused_linear_cross_entropy(h, w, y, use_triton=device.type == "cuda")
+        return fused_linear_cross_entropy(h, w, y, use_triton=device.type == "cuda", chunk_size=chunk_size)
 
     generator = torch.Generator().manual_seed(seed)
     rows = []
@@ -109,7 +111,7 @@ def bench_loss(
             }
             rows.append(row)
             print(
-                f"{vocab:>8} {name:<7} {seconds:>9.3f} {peak / 2**20:>10.1f} {row['time_ratio']:>9.2f}x "
+                f"{vocab:>8} {name:<7} {seconds:>9.4f} {peak / 2**20:>10.1f} {row['time_ratio']:>9.2f}x "
                 f"{row['memory_ratio']:>8.3f}x {loss:>9.4f}"
             )
         del hidden, weight, labels
