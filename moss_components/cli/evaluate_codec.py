@@ -48,6 +48,32 @@ def _load_wav(root: Path, rel: str) -> tuple[torch.Tensor, int]:
     return torch.from_numpy(data.T.copy()), rate  # (C, T)
 
 
+def _cer_by_voice(rows: list[dict], hyps: list[str], refs: list[str]) -> dict:
+    """CER per eSpeak variant (timbre) and per language voice, from manifest voices named ``language+variant``.
+
+    Returns ``{"variant": {name: {"cer", "utterances"}}, "language": {...}}``, each sorted by CER, worst first;
+    empty when the manifest names no voices.
+    """
+    groups: dict[str, dict[str, list[int]]] = {"variant": {}, "language": {}}
+    for k, row in enumerate(rows):
+        voice = row.get("voice")
+        if not voice:
+            continue
+        language, _, variant = voice.partition("+")
+        groups["variant"].setdefault(variant or "(default)", []).append(k)
+        groups["language"].setdefault(language, []).append(k)
+    out = {}
+    for key, members in groups.items():
+        if not members:
+            continue
+        rates = {
+            name: {"cer": round(cer([hyps[k] for k in idx], [refs[k] for k in idx]), 4), "utterances": len(idx)}
+            for name, idx in members.items()
+        }
+        out[key] = dict(sorted(rates.items(), key=lambda item: -item[1]["cer"]))
+    return out
+
+
 @torch.inference_mode()
 def evaluate_codec(
     tokenizer: str,
@@ -82,7 +108,9 @@ def evaluate_codec(
         unseen_only: keep only rows with ``unseen_voice: true`` when the manifest has that field.
 
     Returns:
-        The report dict (also written to ``OUT/report.json``).
+        The report dict (also written to ``OUT/report.json``; the readings of every utterance go to
+        ``OUT/utterances.jsonl``). Where the manifest names voices, ``tokenizer_cer_by_voice`` breaks the CER
+        down by eSpeak variant and language voice.
     """
     import soundfile as sf
 
@@ -181,10 +209,19 @@ def evaluate_codec(
             report["decoder_temperature"] = (
                 temperature if temperature is not None else getattr(dec, "temperature", None)
             )
+        by_voice = _cer_by_voice(rows, hyp_orig, refs)
+        if by_voice:
+            report["tokenizer_cer_by_voice"] = by_voice
         report["samples"] = [
             {"ref": r, "tokenizer": h, **({"resynth": hyp_resynth[k]} if k < len(hyp_resynth) else {})}
             for k, (r, h) in enumerate(zip(refs[:examples], hyp_orig[:examples]))
         ]
         (out_dir / "report.json").write_text(json.dumps(report, indent=2))
+        with open(out_dir / "utterances.jsonl", "w") as f:  # for error analysis: every reading, not just the rates
+            for k, (row, ref, hyp) in enumerate(zip(rows, refs, hyp_orig)):
+                line = {"id": row.get("id", k), "voice": row.get("voice"), "ref": ref, "tokenizer": hyp}
+                if k < len(hyp_resynth):
+                    line["resynth"] = hyp_resynth[k]
+                f.write(json.dumps(line) + "\n")
         print(json.dumps({k: v for k, v in report.items() if k != "samples"}, indent=2))
         return report
