@@ -80,12 +80,9 @@ def tune_attention(
     chosen = dict(defaults)
     for kernel in only:
         baseline = defaults[kernel]
-        candidates = [baseline] + [
-            fa.Launch(m, n, w, s)
-            for (m, n), w, s in itertools.product(TILES[kernel], WARPS, STAGES)
-            if fa.Launch(m, n, w, s) != baseline
-        ]
-        reference = None
+        grid = (fa.Launch(m, n, w, s) for (m, n), w, s in itertools.product(TILES[kernel], WARPS, STAGES))
+        candidates = [baseline, *(launch for launch in grid if launch != baseline)]
+        reference = default_ms = None
         timed, skipped, failed = [], 0, 0
         deadline = time.monotonic() + budget_s
         print(f"\n{kernel}: {len(candidates)} candidates")
@@ -105,28 +102,28 @@ def tune_attention(
                     if launch == baseline:
                         raise SystemExit(f"{kernel}: the default {baseline} does not run here: {error}") from error
                     failed += 1
-                    print(f"{launch.block_m:>7} {launch.block_n:>7} {launch.num_warps:>5} {launch.num_stages:>6} | "
-                          f"failed: {type(error).__name__}")  # fmt: skip
+                    print(f"{_settings(launch)} | failed: {type(error).__name__}")
                     continue
             outputs = result if isinstance(result, tuple) else (result,)
             if reference is None:  # the default runs first: the others are checked against it
-                reference = outputs
+                reference, default_ms = outputs, ms
             err = max(_rel_err(a, b) for a, b in zip(outputs, reference))
             ok = err <= SWEEP_TOLERANCE[DTYPES[dtype]]
             if ok:
                 timed.append((ms, launch))
-            base_ms = timed[0][0] if timed else ms
-            print(
-                f"{launch.block_m:>7} {launch.block_n:>7} {launch.num_warps:>5} {launch.num_stages:>6} | {ms:>8.3f} "
-                f"{base_ms / ms:>9.2f}x {err:>8.1e}{'' if ok else '  WRONG: not kept'}"
-            )
+            verdict = "" if ok else "  WRONG: not kept"
+            print(f"{_settings(launch)} | {ms:>8.3f} {default_ms / ms:>9.2f}x {err:>8.1e}{verdict}")
         best_ms, best = min(timed, key=lambda t: t[0])
         chosen[kernel] = best
-        results[kernel] = {"default": baseline, "best": best, "default_ms": timed[0][0], "best_ms": best_ms}
-        print(f"{kernel}: best {best} at {best_ms:.3f} ms, {timed[0][0] / best_ms:.2f}x the default {baseline}")
+        results[kernel] = {"default": baseline, "best": best, "default_ms": default_ms, "best_ms": best_ms}
+        print(f"{kernel}: best {best} at {best_ms:.3f} ms, {default_ms / best_ms:.2f}x the default {baseline}")
         if skipped or failed:
             print(f"{kernel}: {skipped} candidate(s) skipped past the {budget_s:.0f} s budget, {failed} failed to run")
     print("\nsummary (speed-up over the default launch, same run):")
     for kernel, r in results.items():
         print(f"  {kernel:<5} {r['default']} -> {r['best']}: {r['default_ms'] / r['best_ms']:.2f}x")
     return results
+
+
+def _settings(launch) -> str:
+    return f"{launch.block_m:>7} {launch.block_n:>7} {launch.num_warps:>5} {launch.num_stages:>6}"

@@ -88,7 +88,7 @@ def test_all_labels_ignored_gives_zero_not_nan(use_triton):
 def test_default_chunking_and_no_grad():
     """The default chunk size (N / 8 rounded down to a power of two: 300 tokens take 10 chunks), and no_grad."""
     assert flce_module._chunk_size(300, 2000) == 32
-    assert flce_module._chunk_size(8192, 151_680) == 1024  # the 1 GiB cap (1,769 rows) rounded down
+    assert flce_module._chunk_size(8192, 151_680) == 1024  # both caps: 1 GiB (1,769 rows, rounded down) and N / 8
     assert flce_module._chunk_size(65536, 151_680) == 1024  # the 1 GiB cap alone
     assert flce_module._chunk_size(8192, 16_512) == 1024  # the N / 8 cap
     assert flce_module._chunk_size(1 << 20, 16_512) == 8192  # the 1 GiB cap (16,256 rows) at the speech vocabulary
