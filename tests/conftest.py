@@ -47,6 +47,23 @@ class StandInTokenizer(torch.nn.Module):
         return ids, torch.tensor(n)
 
 
+@pytest.fixture
+def espeak_calls(monkeypatch):
+    """Every ``(text, VoiceSpec)`` this process's shared eSpeak is asked to speak, in order."""
+    from moss_components.data.espeak import EspeakSynth
+
+    calls = []
+    synth = EspeakSynth.shared()
+    speak = synth.synthesize
+
+    def spy(text, voice, seed=0):
+        calls.append((text, voice))
+        return speak(text, voice, seed)
+
+    monkeypatch.setattr(synth, "synthesize", spy)
+    return calls
+
+
 @pytest.fixture(scope="session")
 def micro_corpus(tmp_path_factory):
     out = tmp_path_factory.mktemp("corpus") / "micro"

@@ -14,6 +14,7 @@ memory, and reported at every epoch end (:mod:`lightning_modules.data.skip_repor
 from __future__ import annotations
 
 import os
+import random
 from pathlib import Path
 
 import soundfile
@@ -26,6 +27,7 @@ from moss_components.audio import resample
 from moss_components.data.audio_io import SkipCounter, UnusableAudio, load_audio
 from moss_components.data.length_buckets import LengthBucketBatchSampler
 from moss_components.data.manifest import corpus_root, find_manifest, read_manifest, resolve_audio
+from moss_components.data.revoicing import Revoicer
 
 
 class AudioTextDataset(Dataset):
@@ -40,6 +42,8 @@ class AudioTextDataset(Dataset):
         random_crop: random crop offsets (training) or the first ``crop_seconds`` (validation).
         speed_perturb: ``(low, high)``: play each clip at a speed drawn uniformly from this range (tempo and pitch
             together, Kaldi-style), a cheap way to widen the set of voices; ``None`` leaves clips as they are.
+        revoicer / revoice: with probability ``revoice``, an item is spoken again by ``revoicer`` (a fresh voice
+            from its pool) instead of read from its file.
     """
 
     def __init__(
@@ -51,7 +55,12 @@ class AudioTextDataset(Dataset):
         max_seconds: float | None = 30.0,
         random_crop: bool = True,
         speed_perturb: tuple[float, float] | None = None,
+        revoicer: Revoicer | None = None,
+        revoice: float = 0.0,
     ) -> None:
+        if not 0.0 <= revoice <= 1.0 or (revoice > 0 and revoicer is None):
+            raise ValueError(f"revoice {revoice}: expected a probability in [0, 1], and a revoicer when above 0")
+        self.revoicer, self.revoice = revoicer, revoice
         if speed_perturb is not None and not 0 < speed_perturb[0] <= speed_perturb[1]:
             raise ValueError(f"speed_perturb {speed_perturb} is not a range (low, high) with 0 < low <= high")
         self.speed_perturb = speed_perturb
@@ -74,6 +83,9 @@ class AudioTextDataset(Dataset):
         if not text:
             self.skips.mark(i, "empty text")
             return None
+        if self.revoice > 0 and float(torch.rand(())) < self.revoice:
+            rng = random.Random(int(torch.randint(0, 2**62, ())))
+            return self._finish(self.revoicer(text, rng, question=rec.get("kind") == "question"), text, rec)
         try:
             wav = load_audio(
                 resolve_audio(self.root, rec["audio"]),
@@ -84,6 +96,9 @@ class AudioTextDataset(Dataset):
         except UnusableAudio as err:
             self.skips.mark(i, err.reason)
             return None
+        return self._finish(wav, text, rec)
+
+    def _finish(self, wav: torch.Tensor, text: str, rec: dict) -> dict:
         if self.speed_perturb is not None:
             low, high = self.speed_perturb
             speed = low + (high - low) * float(torch.rand(()))
@@ -135,6 +150,13 @@ class AudioTextDataModule(LightningDataModule):
             of each batch is padding: 1.33-1.37x the tiny tokenizer's steps per CPU-minute over the built-in corpus.
         short_first_epoch: with ``bucket_batches``, the first epoch goes from the shortest clips to the longest
             (SortaGrad).
+        revoice: the share of training items spoken again on the fly with eSpeak
+            (:class:`~moss_components.data.revoicing.Revoicer`) instead of read from their files, each time in a
+            voice drawn anew: every epoch hears every sentence in new voices. Validation and test stay as recorded.
+        revoice_voices: the pool those voices come from, ``"tiny"`` (90 voices) or ``"wide"`` (426); training
+            voices only, so unseen-voice tests stay unseen.
+        random_timbres: the share of re-spoken items whose timbre is a new random eSpeak variant
+            (:func:`~moss_components.data.random_variants.random_variant`) instead of one of the pool's.
     """
 
     def __init__(
@@ -154,6 +176,9 @@ class AudioTextDataModule(LightningDataModule):
         speed_perturb: tuple[float, float] | None = None,
         bucket_batches: int | None = None,
         short_first_epoch: bool = False,
+        revoice: float = 0.0,
+        revoice_voices: str = "wide",
+        random_timbres: float = 0.0,
     ) -> None:
         super().__init__()
         if short_first_epoch and bucket_batches is None:
@@ -193,6 +218,10 @@ class AudioTextDataModule(LightningDataModule):
                 max_seconds=h.max_seconds,
                 random_crop=train,
                 speed_perturb=self.hparams.speed_perturb if train else None,
+                revoicer=Revoicer(h.revoice_voices, h.sample_rate, h.random_timbres)
+                if train and h.revoice > 0
+                else None,
+                revoice=h.revoice if train else 0.0,
             )
             self.skip_counters[split] = self.datasets[split].skips
         return self.datasets[split]

@@ -48,14 +48,17 @@ def _load_wav(root: Path, rel: str) -> tuple[torch.Tensor, int]:
     return torch.from_numpy(data.T.copy()), rate  # (C, T)
 
 
-def _cer_by_voice(rows: list[dict], hyps: list[str], refs: list[str]) -> dict:
-    """CER per eSpeak variant (timbre) and per language voice, from manifest voices named ``language+variant``.
+def _cer_by_group(rows: list[dict], hyps: list[str], refs: list[str]) -> dict:
+    """CER per eSpeak variant (timbre) and per language voice, from manifest voices named ``language+variant``,
+    and per kind of sentence (the manifest's ``kind``: statement, question...).
 
-    Returns ``{"variant": {name: {"cer", "utterances"}}, "language": {...}}``, each sorted by CER, worst first;
-    empty when the manifest names no voices.
+    Returns ``{"variant": {name: {"cer", "utterances"}}, "language": {...}, "kind": {...}}``, each sorted by CER,
+    worst first; a grouping is left out when the manifest lacks its field.
     """
-    groups: dict[str, dict[str, list[int]]] = {"variant": {}, "language": {}}
+    groups: dict[str, dict[str, list[int]]] = {"variant": {}, "language": {}, "kind": {}}
     for k, row in enumerate(rows):
+        if row.get("kind"):
+            groups["kind"].setdefault(str(row["kind"]), []).append(k)
         voice = row.get("voice")
         if not voice:
             continue
@@ -110,7 +113,7 @@ def evaluate_codec(
     Returns:
         The report dict (also written to ``OUT/report.json``; the readings of every utterance go to
         ``OUT/utterances.jsonl``). Where the manifest names voices, ``tokenizer_cer_by_voice`` breaks the CER
-        down by eSpeak variant and language voice.
+        down by eSpeak variant and language voice; where it has ``kind``, ``tokenizer_cer_by_kind`` by kind of sentence.
     """
     import soundfile as sf
 
@@ -209,9 +212,12 @@ def evaluate_codec(
             report["decoder_temperature"] = (
                 temperature if temperature is not None else getattr(dec, "temperature", None)
             )
-        by_voice = _cer_by_voice(rows, hyp_orig, refs)
+        by_group = _cer_by_group(rows, hyp_orig, refs)
+        by_voice = {key: by_group[key] for key in ("variant", "language") if key in by_group}
         if by_voice:
             report["tokenizer_cer_by_voice"] = by_voice
+        if "kind" in by_group:
+            report["tokenizer_cer_by_kind"] = by_group["kind"]
         report["samples"] = [
             {"ref": r, "tokenizer": h, **({"resynth": hyp_resynth[k]} if k < len(hyp_resynth) else {})}
             for k, (r, h) in enumerate(zip(refs[:examples], hyp_orig[:examples]))

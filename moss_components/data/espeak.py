@@ -96,12 +96,16 @@ class EspeakSynth:
 
     @classmethod
     def shared(cls) -> EspeakSynth:
-        """This process's synthesizer, created on first use."""
+        """This process's synthesizer, created on first use, over a private data directory with the variant file
+        that :func:`~moss_components.data.random_variants.write_random_variant` rewrites."""
         if cls._shared is None or cls._instance_pid != os.getpid():
-            cls._shared = cls()
+            from moss_components.data.random_variants import data_dir_with_variant_slot
+
+            cls._shared = cls(str(data_dir_with_variant_slot(data_path())))
         return cls._shared
 
-    def __init__(self) -> None:
+    def __init__(self, data_dir: str | None = None) -> None:
+        """``data_dir``: eSpeak's data directory (default espeakng-loader's, :func:`data_path`)."""
         if EspeakSynth._instance_pid == os.getpid():
             raise RuntimeError(
                 "libespeak-ng is a process-global singleton: one EspeakSynth per process (use EspeakSynth.shared())"
@@ -130,9 +134,10 @@ class EspeakSynth:
             ctypes.c_void_p,
             ctypes.c_void_p,
         ]
-        rate = self._lib.espeak_Initialize(AUDIO_OUTPUT_SYNCHRONOUS, 0, data_path().encode(), 0)
+        self.data_dir = data_dir or data_path()
+        rate = self._lib.espeak_Initialize(AUDIO_OUTPUT_SYNCHRONOUS, 0, self.data_dir.encode(), 0)
         if rate <= 0:
-            raise RuntimeError(f"espeak_Initialize failed (returned {rate}); data path {data_path()}")
+            raise RuntimeError(f"espeak_Initialize failed (returned {rate}); data path {self.data_dir}")
         self.sample_rate: int = int(rate)
         self._chunks: list[np.ndarray] = []
         # Keep a reference: ctypes frees the trampoline when the Python object dies.
@@ -147,7 +152,10 @@ class EspeakSynth:
         return 0
 
     def set_voice(self, voice: VoiceSpec) -> None:
-        if voice.name != self._voice:
+        from moss_components.data.random_variants import VARIANT_SLOT
+
+        # The slot's file changes between utterances: always reload it.
+        if voice.name != self._voice or voice.variant == VARIANT_SLOT:
             err = self._lib.espeak_SetVoiceByName(voice.name.encode())
             if err != EE_OK:
                 raise ValueError(

@@ -52,7 +52,7 @@ def test_report(tmp_path):
     assert (out / "examples" / "u0_resynth.wav").is_file() and (out / "examples" / "u0.png").is_file()
     lines = [json.loads(line) for line in (out / "utterances.jsonl").read_text().splitlines()]
     assert [line["id"] for line in lines] == ["u0", "u1"] and all("resynth" in line for line in lines)
-    assert "tokenizer_cer_by_voice" not in report  # this manifest names no voices
+    assert "tokenizer_cer_by_voice" not in report and "tokenizer_cer_by_kind" not in report  # no voices, no kinds
 
 
 def test_griffin_lim_and_tokenizer_only(tmp_path):
@@ -86,14 +86,15 @@ def test_utterances_are_a_seeded_sample_in_manifest_order(tmp_path):
     assert len(_read_manifest(path, None, unseen_only=False)) == 200
 
 
-def test_cer_by_voice_groups_by_variant_and_language():
-    from moss_components.cli.evaluate_codec import _cer_by_voice
+def test_cer_by_group_groups_by_variant_language_and_kind():
+    from moss_components.cli.evaluate_codec import _cer_by_group
 
-    rows = [{"voice": "en+m7"}, {"voice": "en-029+m7"}, {"voice": "en-029"}, {}]
+    rows = [{"voice": "en+m7", "kind": "question"}, {"voice": "en-029+m7"}, {"voice": "en-029"}, {"kind": "statement"}]
     refs = ["abcd", "abcd", "abcd", "abcd"]
-    hyps = ["abcd", "abxx", "a", "zzzz"]  # 0, 2 and 3 edits; the voiceless row counts in no group
-    by = _cer_by_voice(rows, hyps, refs)
+    hyps = ["abcd", "abxx", "a", "zzzz"]  # 0, 2 and 3 edits; the voiceless row counts in no voice group
+    by = _cer_by_group(rows, hyps, refs)
     assert by["variant"] == {"(default)": {"cer": 0.75, "utterances": 1}, "m7": {"cer": 0.25, "utterances": 2}}
     assert by["language"] == {"en-029": {"cer": 0.625, "utterances": 2}, "en": {"cer": 0.0, "utterances": 1}}
     assert list(by["language"]) == ["en-029", "en"]  # worst first
-    assert _cer_by_voice([{}, {"voice": None}], ["a", "b"], ["a", "b"]) == {}
+    assert by["kind"] == {"statement": {"cer": 1.0, "utterances": 1}, "question": {"cer": 0.0, "utterances": 1}}
+    assert _cer_by_group([{}, {"voice": None}], ["a", "b"], ["a", "b"]) == {}

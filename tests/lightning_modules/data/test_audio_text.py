@@ -133,3 +133,22 @@ def test_resampling_and_downmix_warn_once(micro_corpus, tmp_path):
     with pytest.warns(UserWarning, match="8000 Hz -> 16000 Hz"):
         item = dm.datasets["train"][3]
     assert item["wav"].ndim == 1 and abs(item["wav"].numel() - 16000) <= 1
+
+
+def test_revoiced_training_items_keep_their_transcripts_and_validation_stays_as_recorded(micro_corpus, espeak_calls):
+    dm = AudioTextDataModule(str(micro_corpus), batch_size=4, shuffle=False, revoice=1.0, revoice_voices="tiny")
+    dm.setup("fit")
+    train, val = dm.datasets["train"], dm.datasets["validation"]
+    recorded = AudioTextDataset(train.manifest)
+    for i in range(4):
+        item, file_item = train[i], recorded[i]
+        assert item["text"] == file_item["text"] and item["id"] == file_item["id"]
+        assert item["wav"].shape != file_item["wav"].shape or not torch.equal(item["wav"], file_item["wav"])
+    assert [t.rstrip(".?") for t, _ in espeak_calls] == [recorded.records[i]["text"] for i in range(4)]
+    assert val.revoice == 0.0 and val.revoicer is None
+    for _ in range(2):
+        torch.manual_seed(0)
+        train[0]
+    assert espeak_calls[-1] == espeak_calls[-2]  # the voice is drawn from torch's RNG: seed_everything fixes it
+    with pytest.raises(ValueError, match="revoice 1.5: expected a probability in"):
+        AudioTextDataModule(str(micro_corpus), revoice=1.5).setup("fit")
