@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from moss_components.data.random_variants import VARIANT_SLOT, data_dir_with_variant_slot
+
 # espeak_AUDIO_OUTPUT and espeak_PARAMETER values from speak_lib.h.
 AUDIO_OUTPUT_SYNCHRONOUS = 2
 ESPEAK_RATE = 1
@@ -99,8 +101,6 @@ class EspeakSynth:
         """This process's synthesizer, created on first use, over a private data directory with the variant file
         that :func:`~moss_components.data.random_variants.write_random_variant` rewrites."""
         if cls._shared is None or cls._instance_pid != os.getpid():
-            from moss_components.data.random_variants import data_dir_with_variant_slot
-
             cls._shared = cls(str(data_dir_with_variant_slot(data_path())))
         return cls._shared
 
@@ -152,8 +152,6 @@ class EspeakSynth:
         return 0
 
     def set_voice(self, voice: VoiceSpec) -> None:
-        from moss_components.data.random_variants import VARIANT_SLOT
-
         # The slot's file changes between utterances: always reload it.
         if voice.name != self._voice or voice.variant == VARIANT_SLOT:
             err = self._lib.espeak_SetVoiceByName(voice.name.encode())
@@ -186,3 +184,12 @@ class EspeakSynth:
         if not self._chunks:
             raise RuntimeError(f"espeak produced no audio for {text!r} with voice {voice.name}")
         return np.concatenate(self._chunks).astype(np.int16, copy=False)
+
+    def synthesize_float(self, text: str, voice: VoiceSpec, sample_rate: int, seed: int = 0) -> np.ndarray:
+        """:meth:`synthesize`, as ``(T,)`` float32 in [-1, 1) at ``sample_rate`` Hz (soxr HQ): how the corpus and
+        the on-the-fly :class:`~moss_components.data.revoicing.Revoicer` render speech."""
+        import soxr
+
+        pcm = self.synthesize(text, voice, seed=seed)
+        wav = soxr.resample(pcm.astype(np.float32) / 32768.0, self.sample_rate, sample_rate, quality="HQ")
+        return np.clip(wav, -1.0, 32767 / 32768)

@@ -3,7 +3,7 @@
 The built-in corpus speaks each training sentence once, in one voice; a tokenizer trained for 20 epochs hears the
 same (sentence, voice) pairs 20 times. Re-speaking each item in a voice drawn anew from the training pool gives a new
 pair every time, in the voices of the training pool only (the unseen-voice test stays unseen). It is rendered exactly
-as ``synth_corpus`` renders the corpus (eSpeak at 22,050 Hz, soxr to the target rate, int16 range), at about 2.5 ms
+as ``synth_corpus`` renders the corpus (:meth:`EspeakSynth.synthesize_float`), at about 2.5 ms
 per utterance on one core, in the process that calls it (eSpeak is a process-global singleton).
 """
 
@@ -12,11 +12,11 @@ from __future__ import annotations
 import random
 
 import numpy as np
-import soxr
 import torch
 
 from moss_components.data.espeak import EspeakSynth, VoiceSpec
 from moss_components.data.random_variants import VARIANT_SLOT, write_random_variant
+from moss_components.data.synth_corpus import spoken_form
 from moss_components.data.voices import VoicePool, train_pool
 
 
@@ -50,7 +50,5 @@ class Revoicer:
         if rng.random() < self.random_timbres:
             write_random_variant(synth.data_dir, rng)
             voice = VoiceSpec(voice.language, VARIANT_SLOT, rate=voice.rate, pitch=voice.pitch)
-        # Punctuation only steers intonation, as in synth_corpus.
-        pcm = synth.synthesize(text + ("?" if question else "."), voice, seed=rng.randrange(2**31))
-        wav = soxr.resample(pcm.astype(np.float32) / 32768.0, synth.sample_rate, self.sample_rate, quality="HQ")
-        return torch.from_numpy(np.clip(wav, -1.0, 32767 / 32768).astype(np.float32))
+        wav = synth.synthesize_float(spoken_form(text, question), voice, self.sample_rate, seed=rng.randrange(2**31))
+        return torch.from_numpy(wav.astype(np.float32, copy=False))

@@ -33,8 +33,6 @@ import zlib
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-import numpy as np
-
 from moss_components.data.espeak import VoiceSpec
 from moss_components.data.facts import Fact, load_facts, mention_sentences, select_heldout
 from moss_components.data.manifest import write_manifest
@@ -98,7 +96,8 @@ class Job:
     voice: VoiceSpec
 
 
-def _spoken(text: str, question: bool) -> str:
+def spoken_form(text: str, question: bool) -> str:
+    """What eSpeak is given for transcript ``text``."""
     # Punctuation only steers eSpeak's intonation; transcripts stay without it.
     return text + ("?" if question else ".")
 
@@ -134,7 +133,7 @@ class _Planner:
     def _job(self, folder: str, text: str, voice: VoiceSpec, question: bool) -> tuple[str, Job]:
         self.counter += 1
         uid = f"{folder.replace('/', '-')}-{self.counter:06d}"
-        job = Job(f"wav/{folder}/{uid}.wav", _spoken(text, question), voice)
+        job = Job(f"wav/{folder}/{uid}.wav", spoken_form(text, question), voice)
         self.jobs[uid] = job
         return uid, job
 
@@ -180,7 +179,7 @@ class _Planner:
         answer_reads = []
         for f in self.facts:
             uid = f"answer-{f.id}"
-            job = Job(f"wav/answers/{uid}.wav", _spoken(f.answer_text, False), ASSISTANT_VOICE)
+            job = Job(f"wav/answers/{uid}.wav", spoken_form(f.answer_text, False), ASSISTANT_VOICE)
             self.jobs[uid] = job
             answers[f.id] = job
             # fact_id is recorded, but the bare answer carries no fact without its question (module docstring).
@@ -266,7 +265,6 @@ def _render_shard(args: tuple[list[tuple[str, Job]], str]) -> list[tuple[str, in
     whole, to keep eSpeak's state sequence.
     """
     import soundfile as sf
-    import soxr
 
     from moss_components.data.espeak import EspeakSynth
 
@@ -277,9 +275,7 @@ def _render_shard(args: tuple[list[tuple[str, Job]], str]) -> list[tuple[str, in
     synth = EspeakSynth()
     out = []
     for (uid, job), path in zip(jobs, paths):
-        pcm = synth.synthesize(job.text, job.voice, seed=zlib.crc32(uid.encode()))
-        wav = soxr.resample(pcm.astype(np.float32) / 32768.0, synth.sample_rate, SAMPLE_RATE, quality="HQ")
-        wav = np.clip(wav, -1.0, 32767 / 32768)
+        wav = synth.synthesize_float(job.text, job.voice, SAMPLE_RATE, seed=zlib.crc32(uid.encode()))
         tmp = path.with_name(path.stem + ".tmp.wav")
         sf.write(str(tmp), wav, SAMPLE_RATE, subtype="PCM_16")
         os.replace(tmp, path)  # atomic: a killed build leaves no half-written WAV
