@@ -2,7 +2,8 @@
 
 Batches are ``{"wav": (B, T) float32, "wav_lengths": (B,) samples, "text": list[str], ...}`` as produced by
 ``lightning_modules.data.AudioTextDataModule``. Logged: ``train/ctc_loss``, ``train/commit_loss``,
-``train/codebook_usage`` (fraction of codes picked in the last ~20 batches), ``val/ctc_loss``, ``val/cer``
+``train/codebook_usage`` (fraction of codes picked in the last ~20 batches), ``train/intermediate_ctc_loss`` (the
+weighted sum of a model's intermediate CTC losses, where it has any), ``val/ctc_loss``, ``val/cer``
 (torchmetrics ``CharErrorRate``), ``val/codebook_usage`` and ``val/perplexity`` of the code distribution.
 """
 
@@ -91,20 +92,29 @@ class CTCTrainingModule(LightningModule):
         flat = torch.cat(ids) if ids else torch.zeros(0, dtype=torch.long)
         return flat.to(device), lengths.to(device)
 
-    def _step(self, batch):
-        with self._autocast():
-            out = self.model.ctc_forward(batch["wav"], batch["wav_lengths"])
-        targets, target_lengths = self._targets(batch["text"], batch["wav"].device)
-        ctc = F.ctc_loss(
-            out.log_probs.float().transpose(0, 1),
+    @staticmethod
+    def _ctc(log_probs, lengths, targets, target_lengths) -> torch.Tensor:
+        return F.ctc_loss(
+            log_probs.float().transpose(0, 1),
             targets,
-            out.lengths,
+            lengths,
             target_lengths,
             blank=BLANK,
             reduction="mean",
             zero_infinity=True,
         )
-        return out, ctc
+
+    def _step(self, batch):
+        """-> the model's output, its CTC loss, and the weighted sum of its intermediate CTC losses."""
+        with self._autocast():
+            out = self.model.ctc_forward(batch["wav"], batch["wav_lengths"])
+        targets, target_lengths = self._targets(batch["text"], batch["wav"].device)
+        ctc = self._ctc(out.log_probs, out.lengths, targets, target_lengths)
+        intermediate = sum(
+            (w * self._ctc(lp, n, targets, target_lengths) for lp, n, w in out.intermediate),
+            start=ctc.new_zeros(()),
+        )
+        return out, ctc, intermediate
 
     def _ids_counts(self, out) -> torch.Tensor | None:
         if out.ids is None:
@@ -114,10 +124,12 @@ class CTCTrainingModule(LightningModule):
 
     # -- Lightning hooks ---------------------------------------------------------------------------------------
     def training_step(self, batch, batch_idx):
-        out, ctc = self._step(batch)
-        loss = ctc + out.aux_loss.float()
+        out, ctc, intermediate = self._step(batch)
+        loss = ctc + intermediate + out.aux_loss.float()
         bs = batch["wav"].shape[0]
         self.log("train/ctc_loss", ctc, prog_bar=True, batch_size=bs)
+        if out.intermediate:
+            self.log("train/intermediate_ctc_loss", intermediate, batch_size=bs)
         self.log("train/loss", loss, batch_size=bs)
         if out.ids is not None:
             self.log("train/commit_loss", out.aux_loss.float(), batch_size=bs)
@@ -130,7 +142,7 @@ class CTCTrainingModule(LightningModule):
         self._val_counts = None
 
     def validation_step(self, batch, batch_idx):
-        out, ctc = self._step(batch)
+        out, ctc, _ = self._step(batch)
         bs = batch["wav"].shape[0]
         self.log("val/ctc_loss", ctc, batch_size=bs, sync_dist=True)
         hyps = ctc_greedy_decode(out.log_probs, out.lengths)

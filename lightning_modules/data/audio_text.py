@@ -66,6 +66,8 @@ class AudioTextDataset(Dataset):
         self.speed_perturb = speed_perturb
         self.manifest = Path(manifest)
         self.records = read_manifest(self.manifest, required=("id", "audio", "text"))
+        if revoice > 0:
+            revoicer.check_corpus(self.records, self.manifest)
         self.root = corpus_root(self.manifest)
         self.sample_rate = sample_rate
         self.crop = None if crop_seconds is None else int(round(crop_seconds * sample_rate))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -24,6 +24,8 @@ class CTCOutput:
         ids: ``(B, N)`` speech ids, or ``None`` for a model without a quantizer.
         ids_lengths: ``(B,)`` valid ids, or ``None``.
         bypassed: True while the quantizer warm-up bypasses quantization.
+        intermediate: further CTC outputs on the same transcripts, each ``(log_probs (B, M', V), lengths (B,),
+            weight)``, added to the training loss at that weight (intermediate CTC); empty if none.
     """
 
     log_probs: torch.Tensor
@@ -32,6 +34,7 @@ class CTCOutput:
     ids: torch.Tensor | None = None
     ids_lengths: torch.Tensor | None = None
     bypassed: bool = False
+    intermediate: list[tuple[torch.Tensor, torch.Tensor, float]] = field(default_factory=list)
 
 
 class CTCHead(nn.Module):

@@ -35,8 +35,8 @@ def _arm(corpus: str, tokenizer_config: dict, batch_size: int, bucket_batches: i
         except StopIteration:
             batches = iter(dm.train_dataloader())
             batch = next(batches)
-        out, ctc = module._step(batch)
-        (ctc + out.aux_loss).backward()
+        out, ctc, intermediate = module._step(batch)
+        (ctc + intermediate + out.aux_loss).backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
         if i == 0:  # allocator and caches warm up

@@ -10,6 +10,7 @@ per utterance on one core, in the process that calls it (eSpeak is a process-glo
 from __future__ import annotations
 
 import random
+from collections import Counter
 
 import numpy as np
 import torch
@@ -42,6 +43,22 @@ class Revoicer:
             voices = train_pool(wide=voices == "wide")
         self.pool = voices
         self.sample_rate = sample_rate
+
+    @staticmethod
+    def check_corpus(records: list[dict], source: object) -> None:
+        """Raise unless every row of ``records`` was spoken by a training voice of the built-in corpus.
+
+        Re-speaking swaps a row's recording for eSpeak speech of its transcript: right for the built-in corpus,
+        silently wrong for recorded speech.
+        """
+        builtin = set(train_pool(wide=True).names)
+        foreign = Counter(str(r.get("voice")) for r in records if r.get("voice") not in builtin)
+        if foreign:
+            voice, n = foreign.most_common(1)[0]
+            raise ValueError(
+                f"revoice re-speaks the built-in eSpeak corpus, but {sum(foreign.values())} of {len(records)} rows of "
+                f"{source} have other voices (most often {voice!r}, {n} rows); set revoice 0 for other corpora"
+            )
 
     def __call__(self, text: str, rng: random.Random, question: bool = False) -> torch.Tensor:
         """``(T,)`` float32 at :attr:`sample_rate` Hz: ``text`` (no end punctuation) in a voice drawn by ``rng``."""

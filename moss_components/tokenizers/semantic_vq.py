@@ -4,6 +4,7 @@
 wav 16 kHz -> log-mel 100 Hz -> conv (stride 2) 50 Hz -> stack 4 frames 12.5 Hz -> causal transformer
            -> quantizer (CosineVQ or FSQ) -> ids (B, N)
                        \\-> 3x upsample -> CTC head (characters)   [training signal only]
+           \\-> (encoder_ctc_weight > 0) 3x upsample -> linear CTC head  [training only: intermediate CTC]
 ```
 Character CTC straight on 12.5 Hz frames lacks frames (speech runs at ~16 characters/s, up to 25), hence the 3x
 upsampling for the CTC head; the ids stay at 12.5 Hz.
@@ -44,6 +45,9 @@ class SemanticVQTokenizer(SpeechTokenizer):
             :class:`~moss_components.features.SpecAugment` (its ``n_mels`` must equal ``n_mels``).
         running_mean_frames: 0 normalizes the log-mel by a fixed mean; above 0, by each band's running mean
             (causal mean normalization, see :class:`CausalSpeechEncoder`).
+        encoder_ctc_weight: above 0, a second CTC head (upsampling + linear, no transformer) reads the encoder's
+            features *before* the quantizer, and its loss is added at this weight in training (intermediate CTC,
+            Lee & Watanabe 2021): the encoder learns from a path that skips the code bottleneck.
     """
 
     def __init__(
@@ -61,8 +65,11 @@ class SemanticVQTokenizer(SpeechTokenizer):
         downsample: str = "stack",
         augment: nn.Module | None = None,
         running_mean_frames: int = 0,
+        encoder_ctc_weight: float = 0.0,
     ) -> None:
         super().__init__()
+        if encoder_ctc_weight < 0:
+            raise ValueError(f"encoder_ctc_weight {encoder_ctc_weight} must be >= 0")
         self.encoder = CausalSpeechEncoder(
             sample_rate,
             n_mels,
@@ -79,6 +86,8 @@ class SemanticVQTokenizer(SpeechTokenizer):
         if self.quantizer.dim != dim:
             raise ValueError(f"quantizer dim {self.quantizer.dim} does not match the encoder dim {dim}")
         self.ctc_head = CTCHead(dim, upsample=ctc_upsample, depth=ctc_depth, heads=heads, dropout=dropout)
+        self.encoder_ctc_weight = encoder_ctc_weight
+        self.encoder_ctc_head = CTCHead(dim, upsample=ctc_upsample, depth=0) if encoder_ctc_weight > 0 else None
 
     @property
     def sample_rate(self) -> int:
@@ -101,12 +110,18 @@ class SemanticVQTokenizer(SpeechTokenizer):
         return TokenizerOutput(q.ids.masked_fill(~self._mask(q.ids.shape[1], lengths), 0), lengths)
 
     def ctc_forward(self, wav: torch.Tensor, wav_lengths: torch.Tensor) -> CTCOutput:
-        """Training/eval pass: ``wav`` ``(B, T)`` at ``sample_rate`` -> CTC log-probs over characters + ids."""
+        """Training/eval pass: ``wav`` ``(B, T)`` at ``sample_rate`` -> CTC log-probs over characters + ids.
+
+        In training mode with ``encoder_ctc_weight`` > 0, ``intermediate`` holds the encoder head's log-probs.
+        """
         feats, lengths = self.encoder(wav, wav_lengths)
         mask = self._mask(feats.shape[1], lengths)
         q = self.quantizer(feats, mask)
         log_probs, ctc_lengths = self.ctc_head(q.quantized, lengths)
-        return CTCOutput(log_probs, ctc_lengths, q.loss, q.ids, lengths, q.bypassed)
+        intermediate = []
+        if self.encoder_ctc_head is not None and self.training:
+            intermediate.append((*self.encoder_ctc_head(feats, lengths), self.encoder_ctc_weight))
+        return CTCOutput(log_probs, ctc_lengths, q.loss, q.ids, lengths, q.bypassed, intermediate)
 
     def ids_to_ctc(self, ids: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Read ids back as characters: ``(B, N)`` ids -> CTC log-probs ``(B, 3N, V)`` and lengths."""

@@ -41,3 +41,14 @@ def test_revoicer_rejects_an_unknown_pool_and_a_share_outside_0_1():
         Revoicer("unseen")
     with pytest.raises(ValueError, match="random_timbres 2: expected a share in"):
         Revoicer("wide", random_timbres=2)
+
+
+def test_revoicing_a_corpus_of_other_voices_is_refused():
+    rows = [{"voice": "en-us+m3"}, {"voice": "speaker-17"}, {"voice": "speaker-17"}, {}]
+    with pytest.raises(
+        ValueError,
+        match=r"3 of 4 rows of corpus/train.jsonl have other voices \(most often "
+        r"'speaker-17', 2 rows\); set revoice 0",
+    ):
+        Revoicer.check_corpus(rows, "corpus/train.jsonl")
+    Revoicer.check_corpus([{"voice": "en-us+m3"}, {"voice": "en-gb-scotland+Alex"}], "built-in")

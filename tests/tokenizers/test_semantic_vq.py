@@ -8,7 +8,7 @@ from moss_components.quantizers import FSQ, CosineVQ
 from moss_components.tokenizers import SemanticVQTokenizer, SpeechTokenizer, load_speech_tokenizer, save_pretrained
 
 
-def tiny(quantizer=None, downsample="stack", running_mean_frames=0):
+def tiny(quantizer=None, downsample="stack", running_mean_frames=0, encoder_ctc_weight=0.0):
     return SemanticVQTokenizer(
         n_mels=32,
         dim=64,
@@ -18,6 +18,7 @@ def tiny(quantizer=None, downsample="stack", running_mean_frames=0):
         quantizer=quantizer,
         downsample=downsample,
         running_mean_frames=running_mean_frames,
+        encoder_ctc_weight=encoder_ctc_weight,
     ).eval()
 
 
@@ -71,6 +72,21 @@ def test_ctc_forward_upsamples_for_the_head_only():
     assert out.ids.shape == (2, 12) and out.ids_lengths.tolist() == [12, 10]
     assert out.log_probs.shape == (2, 36, 29) and out.lengths.tolist() == [36, 30]
     torch.testing.assert_close(out.log_probs.exp().sum(-1), torch.ones(2, 36))
+
+
+def test_encoder_ctc_reads_the_features_before_the_quantizer_in_training_only():
+    tok = tiny(encoder_ctc_weight=0.3).train()
+    wav, lengths = torch.randn(2, 16000) * 0.1, torch.tensor([16000, 12800])
+    out = tok.ctc_forward(wav, lengths)
+    ((log_probs, inter_lengths, weight),) = out.intermediate
+    assert log_probs.shape == (2, 36, 29) and inter_lengths.tolist() == [36, 30] and weight == 0.3
+    # its gradient reaches the encoder without passing the quantizer
+    log_probs.sum().backward()
+    assert tok.encoder.stack.weight.grad.abs().sum() > 0 and tok.quantizer.proj_in.weight.grad is None
+    assert not tok.eval().ctc_forward(wav, lengths).intermediate
+    assert tiny().encoder_ctc_head is None and not tiny().train().ctc_forward(wav, lengths).intermediate
+    with pytest.raises(ValueError, match="encoder_ctc_weight -0.1 must be >= 0"):
+        tiny(encoder_ctc_weight=-0.1)
 
 
 def test_fsq_quantizer_is_swappable():
