@@ -131,7 +131,6 @@ def test_intermediate_ctc_is_added_to_the_training_loss_at_its_weight():
     tok = SemanticVQTokenizer(n_mels=32, dim=64, depth=1, heads=2, ctc_depth=1, encoder_ctc_weight=0.5).train()
     module = TokenizerModule(tok)
     batch = {"wav": torch.randn(2, 16000) * 0.1, "wav_lengths": torch.tensor([16000, 12000]), "text": ["ab c", "d"]}
-    torch.manual_seed(1)
     out, ctc, inter = module._step(batch)
     targets, target_lengths = module._targets(batch["text"], "cpu")
     ((log_probs, lengths, weight),) = out.intermediate
